@@ -1,0 +1,53 @@
+"""The agent's error hierarchy.
+
+    ReadyNetError
+    ├── ConfigError            agent.yaml or environment is unusable
+    ├── ProbeError             a measurement could not be taken
+    │   ├── DeviceUnreachable  no SNMP answer (timeout, refused, wrong community)
+    │   └── DeviceError        the device answered with an SNMP error status
+    ├── OutboxError            the on-disk outbox cannot be written (e.g. disk full)
+    └── UploadError            a batch did not reach the collector
+        ├── CollectorUnavailable  network error or 5xx: keep the batch, retry later
+        └── CollectorRejected     4xx: the collector refused it (bad token, bad payload)
+
+Library errors are turned into these at the boundary with ``raise ... from exc``.
+"""
+
+
+class ReadyNetError(Exception):
+    """Base class of every error the agent raises on purpose."""
+
+
+class ConfigError(ReadyNetError):
+    pass
+
+
+class ProbeError(ReadyNetError):
+    pass
+
+
+class DeviceUnreachable(ProbeError):
+    pass
+
+
+class DeviceError(ProbeError):
+    pass
+
+
+class OutboxError(ReadyNetError):
+    pass
+
+
+class UploadError(ReadyNetError):
+    pass
+
+
+class CollectorUnavailable(UploadError):
+    pass
+
+
+class CollectorRejected(UploadError):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"collector refused the batch: HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail

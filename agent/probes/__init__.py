@@ -1,0 +1,1 @@
+"""Probes: each takes one kind of measurement and returns results; none uploads."""

@@ -1,0 +1,114 @@
+"""Agent settings: `agent.yaml`, overridden by `READYNET_AGENT_*` environment variables.
+
+Defaults may point at the internet (that is the agent's job in the field); tests always pass
+loopback values explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/readynet/agent.yaml")
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "public-token", "xxx"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SnmpAuth(_Section):
+    """Credentials for one device, kept apart from what is polled (snmp_exporter's split)."""
+
+    version: Literal["2c"] = "2c"
+    community: SecretStr = SecretStr("public")
+
+
+class DeviceSettings(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    address: str
+    port: int = Field(default=161, ge=1, le=65535)
+    auth: SnmpAuth = Field(default_factory=SnmpAuth)
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+
+
+class OnNetSettings(_Section):
+    """The on-net (WAN) throughput test against the collector's speed-test endpoints."""
+
+    enabled: bool = True
+    download_bytes: int = Field(default=100_000_000, ge=1)
+    upload_bytes: int = Field(default=25_000_000, ge=1)
+    max_seconds: float = Field(default=15.0, gt=0, le=120)
+    streams: int = Field(default=1, ge=1, le=16)
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent needs; built once in `main()` and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="READYNET_AGENT_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    collector_url: str = "http://readynet-collector:8080"
+    token: SecretStr
+    state_dir: Path = Path("/var/lib/readynet-agent")
+    upload_timeout_s: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=1000)
+    onnet: OnNetSettings = Field(default_factory=OnNetSettings)
+    devices: list[DeviceSettings] = Field(default_factory=list)
+
+    @field_validator("token")
+    @classmethod
+    def _refuse_placeholder(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("token is empty or a placeholder: set the token from `agent enroll`")
+        return value
+
+    @field_validator("collector_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("collector_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = init_settings.init_kwargs.pop("_yaml_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def load_settings(config_path: Path | None) -> AgentSettings:
+    """Read agent settings from a YAML file (if given) and the environment.
+
+    Raises ConfigError naming the bad key, e.g. ``devices.0.port: Input should be ...``.
+    """
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    try:
+        return AgentSettings(_yaml_file=config_path)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid agent settings: {problems}") from exc

@@ -1,0 +1,219 @@
+"""A thin typed layer over pysnmp 7 asyncio: SNMPv2c GET of scalars and multi-column table walks.
+
+Everything here speaks numeric OIDs (``lookupMib=False``), so the Pi never loads or compiles a MIB,
+and hands back plain Python values (`int` or `str`), never pyasn1 objects. pysnmp *returns* its
+failures instead of raising them; this module turns them into the agent's own errors at the
+boundary: no answer becomes `DeviceUnreachable`, an SNMP error status becomes `DeviceError`.
+
+Example:
+    >>> async def uptime(device: DeviceSettings) -> int | str | None:  # doctest: +SKIP
+    ...     async with open_session(device) as session:
+    ...         values = await get_scalars(session, ["1.3.6.1.2.1.1.3.0"])  # sysUpTime.0
+    ...     return values["1.3.6.1.2.1.1.3.0"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyasn1.type import univ
+from pysnmp.error import PySnmpError
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    bulk_cmd,
+    get_cmd,
+)
+from pysnmp.proto.rfc1902 import IpAddress
+from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
+
+from agent.errors import DeviceError, DeviceUnreachable
+from agent.settings import DeviceSettings
+
+SnmpValue = int | str
+Oid = tuple[int, ...]
+
+# pysnmp's answer to one request: (errorIndication, errorStatus, errorIndex, varBinds).
+_Answer = tuple[Any, Any, Any, Sequence[Any]]
+
+# mpModel=1 is SNMPv2c, the only version DeviceSettings offers today.
+_SNMP_V2C = 1
+
+
+def endpoint(device: DeviceSettings) -> str:
+    """The device's "host:port", as errors and `SnmpPoll.address` name it."""
+    return f"{device.address}:{device.port}"
+
+
+@dataclass(frozen=True)
+class SnmpSession:
+    """One device's SNMP engine, credentials and transport; build it with `open_session`."""
+
+    device: DeviceSettings
+    engine: Any
+    auth: Any
+    target: Any
+    context: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.name} ({endpoint(self.device)})"
+
+
+@asynccontextmanager
+async def open_session(device: DeviceSettings) -> AsyncIterator[SnmpSession]:
+    """Open an SNMPv2c session to `device`; the engine's UDP dispatcher is closed on exit.
+
+    Raises DeviceUnreachable if the address cannot be resolved.
+    """
+    engine = SnmpEngine()
+    try:
+        try:
+            target = await UdpTransportTarget.create(
+                (device.address, device.port), timeout=device.timeout_s, retries=device.retries
+            )
+        except PySnmpError as exc:
+            raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {exc}") from exc
+        auth = CommunityData(device.auth.community.get_secret_value(), mpModel=_SNMP_V2C)
+        yield SnmpSession(
+            device=device, engine=engine, auth=auth, target=target, context=ContextData()
+        )
+    finally:
+        # Without this the engine keeps its UDP socket and timer task alive after the poll.
+        engine.close_dispatcher()
+
+
+async def get_scalars(session: SnmpSession, oids: list[str]) -> dict[str, SnmpValue | None]:
+    """GET `oids` in one request; an OID the device does not have maps to None."""
+    if not oids:
+        return {}
+    answer = await _request(
+        session, get_cmd, *(ObjectType(ObjectIdentity(oid)) for oid in oids), lookupMib=False
+    )
+    var_binds = _checked(session, answer)
+    if len(var_binds) != len(oids):
+        raise DeviceError(f"{session.label}: asked for {len(oids)} OIDs, got {len(var_binds)}")
+    return {
+        oid: None if _is_absent(value) else to_python(value)
+        for oid, (_, value) in zip(oids, var_binds, strict=True)
+    }
+
+
+async def walk_columns(
+    session: SnmpSession, columns: list[str], max_repetitions: int = 25
+) -> dict[str, dict[str, SnmpValue]]:
+    """Walk several table columns together with GETBULK.
+
+    Returns column OID -> {index suffix -> value}, e.g. ``{"1.3.6.1.2.1.31.1.1.1.1": {"2":
+    "Gi0/0/1"}}``. Each column ends on its own, when the device answers past its subtree or
+    with endOfMibView/noSuch*; the other columns keep walking. A column the device lacks maps to
+    an empty dict.
+    """
+    roots: dict[str, Oid] = {column: parse_oid(column) for column in dict.fromkeys(columns)}
+    rows: dict[str, dict[str, SnmpValue]] = {column: {} for column in roots}
+    cursors: dict[str, Oid] = dict(roots)
+    active = list(roots)
+    while active:
+        var_binds = await _bulk(session, [cursors[column] for column in active], max_repetitions)
+        ended: set[str] = set()
+        # GETBULK answers row by row, one varbind per requested column; an agent may truncate
+        # the last row, so a column without a varbind here simply asks again from its cursor.
+        for position, (name, value) in enumerate(var_binds):
+            column = active[position % len(active)]
+            if column in ended:
+                continue
+            oid = tuple(int(arc) for arc in name)
+            if _is_absent(value) or oid[: len(roots[column])] != roots[column]:
+                ended.add(column)
+                continue
+            if oid <= cursors[column]:
+                raise DeviceError(
+                    f"{session.label}: OID not increasing in column {column}: "
+                    f"{format_oid(oid)} after {format_oid(cursors[column])}"
+                )
+            cursors[column] = oid
+            rows[column][format_oid(oid[len(roots[column]) :])] = to_python(value)
+        active = [column for column in active if column not in ended]
+    return rows
+
+
+def to_python(value: Any) -> SnmpValue:
+    """Turn one pysnmp value into `int` (counters, gauges, ticks, integers) or `str`."""
+    if isinstance(value, univ.ObjectIdentifier):
+        return format_oid(tuple(value))
+    if isinstance(value, IpAddress):
+        return str(value.prettyPrint())
+    if isinstance(value, univ.OctetString):
+        return _decode_octets(bytes(value.asOctets()))
+    if isinstance(value, univ.Integer):
+        return int(value)
+    raise DeviceError(f"unsupported SNMP value type {type(value).__name__}: {value!r}")
+
+
+def parse_oid(oid: str) -> Oid:
+    try:
+        return tuple(int(arc) for arc in oid.strip(".").split("."))
+    except ValueError as exc:
+        raise ValueError(f"not a numeric OID: {oid!r}") from exc
+
+
+def format_oid(oid: Oid) -> str:
+    return ".".join(str(arc) for arc in oid)
+
+
+def _decode_octets(raw: bytes) -> str:
+    # DisplayStrings often carry a trailing NUL from C firmware; binary values (MACs, Meraki's
+    # ifDescr) are not text at all, so they come back as hex the way pysnmp prints them.
+    try:
+        text = raw.rstrip(b"\x00").decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + raw.hex()
+    if all(char.isprintable() or char in "\t\r\n" for char in text):
+        return text
+    return "0x" + raw.hex()
+
+
+def _is_absent(value: Any) -> bool:
+    return isinstance(value, (NoSuchObject, NoSuchInstance, EndOfMibView))
+
+
+async def _bulk(session: SnmpSession, start: list[Oid], max_repetitions: int) -> Sequence[Any]:
+    var_types = (ObjectType(ObjectIdentity(format_oid(oid))) for oid in start)
+    answer = await _request(session, bulk_cmd, 0, max_repetitions, *var_types, lookupMib=False)
+    var_binds = _checked(session, answer)
+    if not var_binds:
+        # An empty answer would make the walk ask the same question forever.
+        raise DeviceError(f"{session.label}: empty GETBULK response")
+    return var_binds
+
+
+async def _request(session: SnmpSession, command: Any, *args: Any, **options: Any) -> _Answer:
+    try:
+        answer: _Answer = await command(
+            session.engine, session.auth, session.target, session.context, *args, **options
+        )
+    except PySnmpError as exc:
+        raise DeviceError(f"{session.label}: {exc}") from exc
+    return answer
+
+
+def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
+    error_indication, error_status, error_index, var_binds = answer
+    if error_indication:
+        # With SNMPv2c a wrong community is silently dropped, so it also arrives as a timeout.
+        raise DeviceUnreachable(f"{session.label}: {error_indication}")
+    if error_status and int(error_status):
+        # errorStatus is an INTEGER with named values: prettyPrint() says "tooBig", not "1".
+        status = error_status.prettyPrint() if hasattr(error_status, "prettyPrint") else "error"
+        where = ""
+        if error_index and 0 < int(error_index) <= len(var_binds):
+            where = f" at {format_oid(tuple(var_binds[int(error_index) - 1][0]))}"
+        raise DeviceError(f"{session.label}: SNMP error {status} ({int(error_status)}){where}")
+    return var_binds

@@ -1,0 +1,1 @@
+"""HTTP API: routes, dependencies and the fixed error answers tests assert."""

@@ -1,0 +1,60 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from collector import __version__
+from collector.api.errors import install_error_handlers
+from collector.api.routes import health, results, schools, speedtest
+from collector.metrics import StoreCollector
+from collector.readiness.targets import load_profile
+from collector.settings import CollectorSettings
+from collector.store.db import make_engine, make_session_factory
+from collector.store.migrate import is_at_head
+
+SPEEDTEST_PAYLOAD_BYTES = 1 << 20
+
+
+class SchemaNotMigrated(RuntimeError):
+    pass
+
+
+def create_app(settings: CollectorSettings) -> FastAPI:
+    """Build the app for `settings`; its lifespan checks the schema and owns the engine."""
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not is_at_head(engine, settings.database_url):
+            raise SchemaNotMigrated(
+                "the database schema is not at the newest migration: "
+                "run `readynet-collector migrate` first"
+            )
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="ReadyNet collector", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.session_factory = make_session_factory(engine)
+    app.state.target_profile = load_profile(settings.target_profile)
+    # Random bytes defeat compression on any middlebox between school and district.
+    app.state.speedtest_payload = os.urandom(SPEEDTEST_PAYLOAD_BYTES)
+
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.state.session_factory, app.state.target_profile))
+    app.state.registry = registry
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    for module in (health, results, schools, speedtest):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,175 @@
+"""POST /api/v1/results against a real uvicorn: storing, idempotency and bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from collector.api import errors
+from collector.store.models import InterfaceSample, Measurement
+from tests.fixtures.collector import RunningCollector
+
+
+def _batch() -> Batch:
+    return Batch(
+        measurements=[
+            ThroughputTest(path="onnet", server="http://127.0.0.1", download_bps=5e8),
+            SnmpPoll(
+                device="core",
+                address="127.0.0.1:161",
+                sys_uptime_ticks=100,
+                interfaces=[
+                    InterfaceCounters(
+                        ifindex=1, name="ge-0/0/0", octets_in=2**64 - 1, speed_mbps=1000
+                    )
+                ],
+            ),
+        ]
+    )
+
+
+def _post(collector: RunningCollector, body: str | bytes, token: str | None) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.post(f"{collector.url}/api/v1/results", content=body, headers=headers)
+
+
+def _stored(collector: RunningCollector) -> int:
+    with collector.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Measurement)) or 0
+
+
+def test_batch_is_stored_once_when_posted_twice(collector_any_db: RunningCollector) -> None:
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school())
+    batch = _batch()
+    first = _post(collector, batch.model_dump_json(), token)
+    second = _post(collector, batch.model_dump_json(), token)
+    ids = [str(m.id) for m in batch.measurements]
+    assert first.status_code == 200, first.text
+    assert first.json() == {"accepted": ids, "duplicates": []}
+    assert second.json() == {"accepted": [], "duplicates": ids}
+    assert _stored(collector) == 2
+    with collector.sessions() as session:
+        # The largest Counter64 survives the round trip exactly on both databases.
+        assert session.scalar(select(InterfaceSample.octets_in)) == 2**64 - 1
+
+
+def test_partly_known_batch_stores_only_the_new_ids(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    old = ThroughputTest(path="onnet", server="x", download_bps=1.0)
+    new = ThroughputTest(path="onnet", server="x", download_bps=2.0)
+    _post(collector, Batch(measurements=[old]).model_dump_json(), token)
+    answer = _post(collector, Batch(measurements=[old, new]).model_dump_json(), token).json()
+    assert answer == {"accepted": [str(new.id)], "duplicates": [str(old.id)]}
+    assert _stored(collector) == 2
+
+
+def _with(**changes: object) -> str:
+    body = json.loads(_batch().model_dump_json())
+    body.update(changes)
+    return json.dumps(body)
+
+
+def _with_measurement(**changes: object) -> str:
+    body = json.loads(_batch().model_dump_json())
+    body["measurements"][0].update(changes)
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail", "names"),
+    [
+        pytest.param('{"measurements": [', 400, errors.MALFORMED_JSON, None, id="truncated-json"),
+        pytest.param(b"\xff\xfe", 400, errors.MALFORMED_JSON, None, id="not-utf8"),
+        pytest.param(_with(color="red"), 422, errors.INVALID_PAYLOAD, "color", id="unknown-field"),
+        pytest.param(
+            _with_measurement(speed="fast"),
+            422,
+            errors.INVALID_PAYLOAD,
+            "speed",
+            id="unknown-in-item",
+        ),
+        pytest.param(
+            _with(wire_version=2), 422, errors.INVALID_PAYLOAD, "wire_version", id="version"
+        ),
+        pytest.param(
+            _with(measurements=[]), 422, errors.INVALID_PAYLOAD, "measurements", id="empty"
+        ),
+        pytest.param(
+            _with_measurement(kind="teleport"),
+            422,
+            errors.INVALID_PAYLOAD,
+            "measurements",
+            id="kind",
+        ),
+        pytest.param(
+            _with_measurement(measured_at="2026-01-01T00:00:00"),
+            422,
+            errors.INVALID_PAYLOAD,
+            "measured_at",
+            id="naive-time",
+        ),
+        pytest.param(
+            _with_measurement(download_bps=-1),
+            422,
+            errors.INVALID_PAYLOAD,
+            "download_bps",
+            id="negative",
+        ),
+        pytest.param("[]", 422, errors.INVALID_PAYLOAD, None, id="not-an-object"),
+    ],
+)
+def test_bad_payload_gets_a_fixed_4xx_and_stores_nothing(
+    collector: RunningCollector, body: str | bytes, status: int, detail: str, names: str | None
+) -> None:
+    token = collector.enroll(collector.add_school())
+    response = _post(collector, body, token)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"] == detail
+    if names is not None:
+        assert names in json.dumps(response.json()["errors"])
+    assert _stored(collector) == 0
+
+
+def test_repeated_id_inside_one_batch_is_refused(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    body = json.loads(_batch().model_dump_json())
+    body["measurements"][1]["id"] = body["measurements"][0]["id"]
+    response = _post(collector, json.dumps(body), token)
+    assert (response.status_code, response.json()["detail"]) == (422, errors.DUPLICATE_ID_IN_BATCH)
+    assert _stored(collector) == 0
+
+
+@pytest.mark.parametrize("token", [None, "not-a-real-token", "Basic-looking value"])
+def test_wrong_or_missing_token_is_refused(collector: RunningCollector, token: str | None) -> None:
+    collector.enroll(collector.add_school())
+    response = _post(collector, _batch().model_dump_json(), token)
+    assert response.status_code == 401
+    assert response.json() == {"detail": errors.BAD_TOKEN}
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert _stored(collector) == 0
+
+
+def test_oversized_body_is_refused_before_reading(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    response = _post(collector, b"{" + b" " * 9_000_000 + b"}", token)
+    assert (response.status_code, response.json()["detail"]) == (413, errors.BODY_TOO_LARGE)
+
+
+def test_readiness_of_unknown_school_is_404(collector: RunningCollector) -> None:
+    response = httpx.get(f"{collector.url}/api/v1/schools/999/readiness")
+    assert (response.status_code, response.json()) == (404, {"detail": errors.UNKNOWN_SCHOOL})
+
+
+def test_measurement_ids_from_agents_are_kept(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    chosen = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    batch = Batch(measurements=[ThroughputTest(id=chosen, path="onnet", server="x")])
+    assert _post(collector, batch.model_dump_json(), token).json()["accepted"] == [str(chosen)]

@@ -1,0 +1,6 @@
+"""Shared fixtures: real servers on loopback. The fixtures themselves live in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.collector",
+    "tests.fixtures.snmpsim",
+]
