@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.collector",
+    "tests.fixtures.faults",
     "tests.fixtures.snmpsim",
 ]

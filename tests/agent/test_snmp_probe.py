@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pyasn1.codec.ber import decoder, encoder
@@ -100,7 +100,11 @@ async def test_iosxe_counters_equal_the_recording(snmpsim: SnmpSim) -> None:
     assert by_index[25].name == "Te0/0/24"
     assert by_index[25].speed_mbps == 10000
     # Gi0 (management) has a name and ifHighSpeed but no HC counters in the recording.
-    assert (by_index[29].name, by_index[29].octets_in, by_index[29].speed_mbps) == ("Gi0", None, 1000)
+    assert (by_index[29].name, by_index[29].octets_in, by_index[29].speed_mbps) == (
+        "Gi0",
+        None,
+        1000,
+    )
     hc_in = {i.ifindex: i.octets_in for i in result.interfaces if i.octets_in is not None}
     hc_out = {i.ifindex: i.octets_out for i in result.interfaces if i.octets_out is not None}
     speeds = {i.ifindex: i.speed_mbps for i in result.interfaces}
@@ -198,8 +202,7 @@ class _EchoAgent(asyncio.DatagramProtocol):
     """A broken SNMPv2c agent: it answers every OID with that same OID, so a walk never advances."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
