@@ -1,0 +1,243 @@
+"""`make demo`: the whole system on one machine, on loopback only.
+
+Starts snmpsim serving real device recordings, a collector on SQLite, enrols one agent for a demo
+school, runs the agent's measurement round several times (the readiness rule wants 10+ tests),
+then prints the readiness summary and where to look. Every process it starts is a real ReadyNet
+command (`readynet-collector ...`, `readynet-agent once`), so the demo exercises what ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+# The simulated school network: (device name, snmpsim community = recording file stem).
+DEMO_DEVICES = (("core-router", "iosxe"), ("edge-router", "edgeos"), ("library-ap", "unifi_nanohd"))
+DEMO_SCHOOL = {"name": "Demo Elementary", "students": 450, "staff": 50}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": f"sqlite:///{workdir / 'collector.db'}"}
+    with ExitStack() as stack:
+        snmp_port = stack.enter_context(_snmpsim(args.snmprec, workdir))
+        school_id, token = _set_up_collector(env)
+        port = args.port if _tcp_port_free(args.port) else _free_tcp_port()
+        url = f"http://127.0.0.1:{port}"
+        stack.enter_context(_serve(env, port, workdir / "collector.log"))
+        config = _write_agent_config(workdir, url, token, snmp_port)
+        for round_number in range(1, args.rounds + 1):
+            print(f"--- agent round {round_number}/{args.rounds}", flush=True)
+            _run([_script("readynet-agent"), "once", "--config", str(config)], env)
+        _print_summary(url, school_id)
+        if args.stay and sys.stdin.isatty():
+            print("\nServing. Press Ctrl-C to stop.", flush=True)
+            _wait_for_interrupt()
+        else:
+            print("\n(stdin is not a terminal or --exit given: stopping now.)")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m collector.demo", description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=Path(".demo"))
+    parser.add_argument("--snmprec", type=Path, default=Path("tests/data/snmprec"))
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--exit", dest="stay", action="store_false", help="stop after the summary")
+    return parser
+
+
+def _script(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _run(command: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"demo step failed: {' '.join(command[1:])}")
+    return proc.stdout
+
+
+def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
+    collector = _script("readynet-collector")
+    _run([collector, "migrate"], env)
+    school = _run(
+        [
+            collector,
+            "school",
+            "add",
+            "--name",
+            str(DEMO_SCHOOL["name"]),
+            "--students",
+            str(DEMO_SCHOOL["students"]),
+            "--staff",
+            str(DEMO_SCHOOL["staff"]),
+        ],
+        env,
+    )
+    school_id = int(school.strip())
+    token = _run(
+        [collector, "agent", "enroll", "--school", str(school_id), "--name", "demo-pi"], env
+    )
+    return school_id, token.strip()
+
+
+def _tcp_port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _snmpsim(snmprec: Path, workdir: Path) -> Iterator[int]:
+    """snmpsim on a loopback UDP port, serving a copy of the recordings (it writes beside them)."""
+    data = workdir / "snmprec"
+    data.mkdir()
+    for _, community in DEMO_DEVICES:
+        shutil.copy(snmprec / f"{community}.snmprec", data)
+    port = _free_udp_port()
+    log = (workdir / "snmpsim.log").open("w")
+    proc = subprocess.Popen(
+        [
+            _script("snmpsim-command-responder"),
+            f"--data-dir={data}",
+            f"--cache-dir={workdir / 'snmpsim-cache'}",
+            f"--agent-udpv4-endpoint=127.0.0.1:{port}",
+        ],
+        env={**os.environ, "SNMPSIM_ALLOW_ROOT": "true"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until(
+            lambda: "Listening at" in (workdir / "snmpsim.log").read_text(), proc, "snmpsim"
+        )
+        print(f"snmpsim serving {len(DEMO_DEVICES)} recorded devices on udp://127.0.0.1:{port}")
+        yield port
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@contextmanager
+def _serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [_script("readynet-collector"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), proc, "the collector")
+        print(f"collector serving on http://127.0.0.1:{port} (log: {log_path})")
+        yield
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_until(ready: Any, proc: subprocess.Popen[Any], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start; see the logs in the demo folder")
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:
+    config = {
+        "collector_url": url,
+        "token": token,
+        "state_dir": str(workdir / "agent-state"),
+        # Small transfers keep the demo quick; loopback is far faster than any school link.
+        "onnet": {"download_bytes": 50_000_000, "upload_bytes": 20_000_000, "max_seconds": 3},
+        "devices": [
+            {"name": name, "address": "127.0.0.1", "port": snmp_port, "auth": {"community": c}}
+            for name, c in DEMO_DEVICES
+        ],
+    }
+    path = workdir / "agent.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def _print_summary(url: str, school_id: int) -> None:
+    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness", timeout=10).json()
+    print(f"\n=== Readiness: {readiness['school']} ({readiness['users']} students and staff) ===")
+    print(f"profile {readiness['profile']}; {readiness['tests']} tests ({readiness['measure']})")
+    for target in readiness["targets"]:
+        measured = target["measured_mbps"]
+        shown = "n/a" if measured is None else f"{measured:,.1f}"
+        print(
+            f"  {target['target_id']:<18} required {target['required_mbps']:>8,.1f} Mbps"
+            f"   measured {shown:>10} Mbps   {target['verdict'].upper()}"
+        )
+    print("\nWhere to look:")
+    print(f"  readiness report  {url}/api/v1/schools/{school_id}/readiness")
+    print(f"  metrics           {url}/metrics")
+    print(f"  API docs          {url}/docs")
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        print("\nstopping")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
