@@ -68,9 +68,10 @@ def _script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _run(command: list[str], env: dict[str, str]) -> str:
+def _run(command: list[str], env: dict[str, str], *, echo: bool = True) -> str:
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    sys.stdout.write(proc.stdout)
+    if echo:
+        sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"demo step failed: {' '.join(command[1:])}")
@@ -80,25 +81,15 @@ def _run(command: list[str], env: dict[str, str]) -> str:
 def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
     collector = _script("readynet-collector")
     _run([collector, "migrate"], env)
-    school = _run(
-        [
-            collector,
-            "school",
-            "add",
-            "--name",
-            str(DEMO_SCHOOL["name"]),
-            "--students",
-            str(DEMO_SCHOOL["students"]),
-            "--staff",
-            str(DEMO_SCHOOL["staff"]),
-        ],
-        env,
+    name, students, staff = DEMO_SCHOOL["name"], DEMO_SCHOOL["students"], DEMO_SCHOOL["staff"]
+    add = [collector, "school", "add", "--name", f"{name}", "--students", f"{students}"]
+    school_id = int(_run([*add, "--staff", f"{staff}"], env, echo=False))
+    enroll = [collector, "agent", "enroll", "--school", f"{school_id}", "--name", "demo-pi"]
+    token = _run(enroll, env, echo=False).strip()
+    print(
+        f"school {school_id}: {name} ({students} students, {staff} staff); agent demo-pi enrolled"
     )
-    school_id = int(school.strip())
-    token = _run(
-        [collector, "agent", "enroll", "--school", str(school_id), "--name", "demo-pi"], env
-    )
-    return school_id, token.strip()
+    return school_id, token
 
 
 def _tcp_port_free(port: int) -> bool:
@@ -218,7 +209,10 @@ def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> 
 def _print_summary(url: str, school_id: int) -> None:
     readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness", timeout=10).json()
     print(f"\n=== Readiness: {readiness['school']} ({readiness['users']} students and staff) ===")
-    print(f"profile {readiness['profile']}; {readiness['tests']} tests ({readiness['measure']})")
+    print(
+        f"profile {readiness['profile']}: {readiness['tests']} tests over "
+        f"{', '.join(readiness['paths'])}, judged on the {readiness['measure']}"
+    )
     for target in readiness["targets"]:
         measured = target["measured_mbps"]
         shown = "n/a" if measured is None else f"{measured:,.1f}"

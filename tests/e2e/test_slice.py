@@ -1,0 +1,178 @@
+"""The thin slice end to end, through the real commands: no mocks, loopback only.
+
+readynet-collector migrate / school add / agent enroll / serve   (a real uvicorn process)
+readynet-agent once  x10   (on-net test against the collector + SNMP poll of snmpsim)
+→ POST /api/v1/results → database → /api/v1/schools/{id}/readiness → /metrics
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+
+from collector.store.db import make_engine, make_session_factory
+from collector.store.models import InterfaceSample, Measurement, SnmpPollResult, ThroughputResult
+from tests.fixtures.snmpsim import SnmpSim
+
+BIN = Path(sys.executable).parent
+
+
+def _cli(*args: str, env: dict[str, str]) -> str:
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`readynet-collector serve` as its own process, after `migrate`."""
+    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": database_url}
+    _cli(str(BIN / "readynet-collector"), "migrate", env=env)
+    port = _free_port()
+    log = (tmp_path / "collector.log").open("w")
+    proc = subprocess.Popen(
+        [BIN / "readynet-collector", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            tmp_path / "collector.log"
+        ).read_text()
+        time.sleep(0.1)
+    yield url, env
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def _metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(f"{url}/metrics").text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_agent_to_verdict_and_metric(
+    served: tuple[str, dict[str, str]], snmpsim: SnmpSim, tmp_path: Path
+) -> None:
+    url, env = served
+    collector = str(BIN / "readynet-collector")
+    school_id = int(
+        _cli(
+            collector,
+            "school",
+            "add",
+            "--name",
+            "Lincoln Elementary",
+            "--students",
+            "450",
+            "--staff",
+            "50",
+            env=env,
+        )
+    )
+    token = _cli(
+        collector, "agent", "enroll", "--school", str(school_id), "--name", "pi-1", env=env
+    )
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "collector_url": url,
+                "token": token.strip(),
+                "state_dir": str(tmp_path / "agent-state"),
+                "onnet": {"download_bytes": 20_000_000, "upload_bytes": 5_000_000},
+                "devices": [
+                    {
+                        "name": "core-router",
+                        "address": snmpsim.host,
+                        "port": snmpsim.port,
+                        "auth": {"community": "iosxe"},
+                    },
+                ],
+            }
+        )
+    )
+
+    agent = [str(BIN / "readynet-agent"), "once", "--config", str(config)]
+    for _ in range(9):
+        out = _cli(*agent, env=env)
+        assert "delivered: 2 new, 0 already stored, 0 waiting" in out
+    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
+    assert readiness["tests"] == 9
+    assert {t["verdict"] for t in readiness["targets"]} == {"inconclusive"}
+    assert readiness["targets"][0]["reason"].startswith("only 9 of the 10 tests needed")
+
+    _cli(*agent, env=env)
+    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
+    assert (readiness["users"], readiness["tests"], readiness["paths"]) == (500, 10, ["onnet"])
+    internet_2014, internet_2017 = readiness["targets"]
+    assert (internet_2014["required_mbps"], internet_2017["required_mbps"]) == (50.0, 500.0)
+    for target in readiness["targets"]:
+        expected = "meets" if target["measured_mbps"] >= target["required_mbps"] else "below"
+        assert target["verdict"] == expected
+    # Loopback moves far more than 50 Mbps: the 2014-15 target must be met.
+    assert internet_2014["verdict"] == "meets"
+
+    engine = make_engine(env["READYNET_COLLECTOR_DATABASE_URL"])
+    with make_session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Measurement)) == 20
+        assert session.scalar(select(func.count()).select_from(ThroughputResult)) == 10
+        assert session.scalar(select(func.count()).select_from(SnmpPollResult)) == 10
+        # iosxe Gi0/0/1 (ifIndex 2), straight from the recording.
+        octets = session.scalars(
+            select(InterfaceSample.octets_in).where(InterfaceSample.name == "Gi0/0/1")
+        ).all()
+        assert octets == [19432396613] * 10
+    engine.dispose()
+
+    samples = _metrics(url)
+    labels = {"school": "Lincoln Elementary", "profile": "setda-2012", "target": "internet-2014-15"}
+    assert (
+        samples[("readynet_school_readiness", frozenset({**labels, "verdict": "meets"}.items()))]
+        == 1
+    )
+    assert (
+        samples[
+            (
+                "readynet_school_throughput_tests_total",
+                frozenset({("school", "Lincoln Elementary")}),
+            )
+        ]
+        == 10
+    )
+    iface = {"school": "Lincoln Elementary", "device": "core-router", "ifname": "Gi0/0/1"}
+    assert (
+        samples[("readynet_interface_received_octets_total", frozenset(iface.items()))]
+        == 19432396613
+    )
+    assert samples[("readynet_interface_speed_bps", frozenset(iface.items()))] == 100e6
