@@ -11,6 +11,8 @@ from collector.readiness.targets import Target, TargetProfile
 
 Verdict = Literal["meets", "below", "inconclusive"]
 MEASURE = "median download of successful throughput tests"
+# SETDA and FCC targets are about contracted capacity; a speed test measures the experience.
+BASIS = "measured throughput, not contracted capacity"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Readiness:
     min_tests: int
     paths: list[str]
     measure: str
+    basis: str
     targets: list[TargetVerdict]
 
 
@@ -80,6 +83,7 @@ def evaluate_school(
         min_tests=profile.min_tests,
         paths=sorted(set(paths)),
         measure=MEASURE,
+        basis=BASIS,
         targets=verdicts,
     )
 

@@ -157,6 +157,16 @@ def test_wrong_or_missing_token_is_refused(collector: RunningCollector, token: s
     assert _stored(collector) == 0
 
 
+def test_other_auth_scheme_is_refused(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    response = httpx.post(
+        f"{collector.url}/api/v1/results",
+        content=_batch().model_dump_json(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["detail"]) == (401, errors.BAD_TOKEN)
+
+
 def test_oversized_body_is_refused_before_reading(collector: RunningCollector) -> None:
     token = collector.enroll(collector.add_school())
     response = _post(collector, b"{" + b" " * 9_000_000 + b"}", token)

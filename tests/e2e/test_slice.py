@@ -135,6 +135,7 @@ def test_agent_to_verdict_and_metric(
     _cli(*agent, env=env)
     readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
     assert (readiness["users"], readiness["tests"], readiness["paths"]) == (500, 10, ["onnet"])
+    assert readiness["basis"] == "measured throughput, not contracted capacity"
     internet_2014, internet_2017 = readiness["targets"]
     assert (internet_2014["required_mbps"], internet_2017["required_mbps"]) == (50.0, 500.0)
     for target in readiness["targets"]:
