@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint bench services clean
+.PHONY: install system-deps demo test check lint bench services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m collector.demo --snmprec tests/data/snmprec --workdir .demo
 
+# Debian packages the tests and benchmarks run for real (snmpd, prometheus, iperf3, ...).
+system-deps:
+	bash scripts/system-deps.sh
+
 # Tests use a real PostgreSQL on 127.0.0.1:5432 (a throwaway database each) and mount a tmpfs.
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
@@ -25,7 +29,7 @@ services:
 	   pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start) || \
 	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; the postgres tests will fail"
 
-test: install services
+test: install system-deps services
 	$(BIN)/python -m pytest
 
 check: install
@@ -37,7 +41,7 @@ lint: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: install system-deps
 	$(BIN)/python -m bench
 
 clean:
