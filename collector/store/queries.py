@@ -72,6 +72,17 @@ def add_batch(*, session: Session, agent: Agent, batch: Batch) -> Receipt:
     ids = [m.id for m in batch.measurements]
     if len(set(ids)) != len(ids):
         raise ValueError("a batch must not repeat a measurement id")
+    try:
+        return _store_new(session=session, agent=agent, batch=batch)
+    except IntegrityError:
+        # The same ids arrived concurrently (a retry racing its original): the other request
+        # stored them, so looking again reports them as duplicates.
+        session.rollback()
+        return _store_new(session=session, agent=agent, batch=batch)
+
+
+def _store_new(*, session: Session, agent: Agent, batch: Batch) -> Receipt:
+    ids = [m.id for m in batch.measurements]
     known = set(session.scalars(select(Measurement.id).where(Measurement.id.in_(ids))))
     fresh = [m for m in batch.measurements if m.id not in known]
     session.add_all(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -183,3 +184,18 @@ def test_measurement_ids_from_agents_are_kept(collector: RunningCollector) -> No
     chosen = uuid.UUID("00000000-0000-4000-8000-000000000001")
     batch = Batch(measurements=[ThroughputTest(id=chosen, path="onnet", server="x")])
     assert _post(collector, batch.model_dump_json(), token).json()["accepted"] == [str(chosen)]
+
+
+def test_same_batch_posted_concurrently_is_stored_once(collector_any_db: RunningCollector) -> None:
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school())
+    body = Batch(
+        measurements=[ThroughputTest(path="onnet", server="x", download_bps=1.0) for _ in range(50)]
+    ).model_dump_json()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: _post(collector, body, token), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    accepted = sum(len(a.json()["accepted"]) for a in answers)
+    duplicates = sum(len(a.json()["duplicates"]) for a in answers)
+    assert (accepted, duplicates) == (50, 350)
+    assert _stored(collector) == 50
