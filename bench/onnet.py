@@ -39,14 +39,11 @@ from bench._common import (
     REPO_DIR,
     VENV_BIN,
     Figure,
-    free_port,
-    log_tail,
     require_tool,
     say,
-    stop,
-    wait_for_text,
 )
 from bench._netns_agent import TOKEN_ENV
+from collector.localrun import free_port, log_tail, stop_process, wait_for_text
 from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import upgrade_to_head
 from collector.store.queries import create_school, enroll_agent
@@ -115,7 +112,7 @@ def start_collector(
         )
     if wait_for_text(process, log_path, _COLLECTOR_READY, STARTUP_TIMEOUT_S):
         return process
-    stop(process)
+    stop_process(process)
     return None
 
 
@@ -135,7 +132,7 @@ def loopback_collector(workdir: Path, enrolled: Enrolled) -> Iterator[str]:
             raise BenchError(f"the collector did not start; log tail:\n{log_tail(log_path)}")
         yield f"http://{LOOPBACK}:{port}"
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def probe_here(url: str, token: str, streams: int, download: int, upload: int) -> ThroughputTest:
@@ -226,7 +223,7 @@ def iperf3_mbps(
                 )
             if wait_for_text(server, log_path, _IPERF_READY, STARTUP_TIMEOUT_S):
                 break
-            stop(server)
+            stop_process(server)
         else:
             raise BenchError(f"iperf3 server did not start; log tail:\n{log_tail(log_path)}")
         command = [
@@ -256,7 +253,7 @@ def iperf3_mbps(
         bps: float = report["end"]["sum_received"]["bits_per_second"]
         return bps / 1e6
     finally:
-        stop(server)
+        stop_process(server)
 
 
 def _spread(samples: list[float]) -> str:
@@ -411,7 +408,7 @@ def _shaped(workdir: Path, enrolled: Enrolled) -> list[Figure]:
             )
         return _measure_shaped(workdir, enrolled, server_ns, client_ns)
     finally:
-        stop(collector)
+        stop_process(collector)
         for namespace in reversed(created):
             _remove_namespace(namespace)
 

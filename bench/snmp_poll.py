@@ -14,20 +14,15 @@ Run alone with ``python -m bench.snmp_poll``.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from agent.probes.snmp import _COLUMNS, SYS_OBJECT_ID, SYS_UPTIME, SnmpProbe
+from agent.probes.snmp import INTERFACE_COLUMNS, SYS_OBJECT_ID, SYS_UPTIME, SnmpProbe
 from agent.settings import DeviceSettings, SnmpAuth
 from agent.snmp.walk import get_scalars, open_session, walk_columns
 from agent.wire import SnmpPoll
@@ -36,13 +31,10 @@ from bench._common import (
     REPO_DIR,
     VENV_BIN,
     Figure,
-    free_port,
-    log_tail,
     require_tool,
     say,
-    stop,
-    wait_for_text,
 )
+from collector.localrun import run_snmpsim
 
 RECORDINGS = ("iosxe", "procurve_2520", "edgeos")
 POLLS = 20
@@ -57,44 +49,6 @@ _NOT_VALUES = ("No Such", "No more variables")
 
 class BenchError(RuntimeError):
     pass
-
-
-@contextmanager
-def snmpsim(workdir: Path) -> Iterator[int]:
-    """A snmpsim responder on 127.0.0.1 serving a copy of tests/data/snmprec; yields its port."""
-    data_dir = workdir / "data"
-    shutil.copytree(DATA_DIR, data_dir, ignore=shutil.ignore_patterns("*.md"))
-    cache_dir = workdir / "cache"
-    cache_dir.mkdir()
-    # The bench may run as root; snmpsim refuses that unless told it is fine.
-    env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for attempt in range(_START_ATTEMPTS):
-            # Another process may take the free port before snmpsim binds it: then try another.
-            port = free_port(socket.SOCK_DGRAM)
-            log_path = workdir / f"snmpsim-{attempt}.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [
-                        str(VENV_BIN / "snmpsim-command-responder"),
-                        f"--data-dir={data_dir}",
-                        f"--cache-dir={cache_dir}",
-                        f"--agent-udpv4-endpoint={LOOPBACK}:{port}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-            ready = f"Listening at UDP/IPv4 endpoint {LOOPBACK}:{port}"
-            if wait_for_text(process, log_path, ready, STARTUP_TIMEOUT_S):
-                break
-            stop(process)
-        else:
-            raise BenchError(f"snmpsim did not start; log tail:\n{log_tail(log_path)}")
-        yield port
-    finally:
-        stop(process)
 
 
 def _device(port: int, community: str) -> DeviceSettings:
@@ -121,7 +75,7 @@ async def _probe_oids(device: DeviceSettings) -> set[str]:
     """The OIDs the probe's own walk reads, through the same functions `SnmpProbe.run` calls."""
     async with open_session(device) as session:
         scalars = await get_scalars(session, _SCALARS)
-        table = await walk_columns(session, _COLUMNS, max_repetitions=MAX_REPETITIONS)
+        table = await walk_columns(session, INTERFACE_COLUMNS, max_repetitions=MAX_REPETITIONS)
     oids = {oid for oid, value in scalars.items() if value is not None}
     oids.update(f"{column}.{suffix}" for column, rows in table.items() for suffix in rows)
     return oids
@@ -140,7 +94,7 @@ def _netsnmp_poll(port: int, community: str) -> list[str]:
     found: list[str] = []
     out = _netsnmp(["snmpget", "-v2c", "-c", community, "-On", target, *_SCALARS])
     found.extend(_oids(out, _SCALARS))
-    for column in _COLUMNS:
+    for column in INTERFACE_COLUMNS:
         out = _netsnmp(
             [
                 "snmpbulkwalk",
@@ -158,7 +112,8 @@ def _netsnmp_poll(port: int, community: str) -> list[str]:
 
 
 def _oids(output: str, roots: list[str]) -> list[str]:
-    # `.1.3.6.1.2.1.31.1.1.1.1.2 = STRING: "Gi0/0/1"`. A column the device lacks prints
+    # `-On` lines look like `<ifName column OID>.2 = STRING: "Gi0/0/1"`. A column the device
+    # lacks prints
     # "No Such Instance/Object" at the column's own OID, and an endOfMibView answer prints
     # "No more variables left in this MIB View" (once per repetition): neither is a value read.
     found = []
@@ -182,11 +137,12 @@ def _measure(runner: asyncio.Runner, port: int, community: str, polls: int) -> F
     poll = runner.run(_probe_poll(device))
     ours = runner.run(_probe_oids(device))
     theirs = _netsnmp_poll(port, community)
-    cells = len(poll.interfaces) * len(_COLUMNS)
+    cells = len(poll.interfaces) * len(INTERFACE_COLUMNS)
     same = "same OIDs" if ours == set(theirs) else "DIFFERENT OIDs"
     say(
         f"  {community}: varbinds pysnmp {len(ours)}, net-snmp {len(theirs)} ({same}); "
-        f"{len(poll.interfaces)} interfaces x {len(_COLUMNS)} columns = {cells} cells at most"
+        f"{len(poll.interfaces)} interfaces x {len(INTERFACE_COLUMNS)} columns = "
+        f"{cells} cells at most"
     )
     if ours != set(theirs):
         only_ours, only_theirs = sorted(ours - set(theirs)), sorted(set(theirs) - ours)
@@ -255,7 +211,7 @@ def run(polls: int = POLLS) -> list[Figure]:
     figures = []
     with (
         tempfile.TemporaryDirectory(prefix="rn-bench-snmp-") as tmp,
-        snmpsim(Path(tmp)) as port,
+        run_snmpsim(DATA_DIR, Path(tmp), only=RECORDINGS) as port,
         asyncio.Runner() as runner,
     ):
         say(f"  snmpsim on {LOOPBACK}:{port}")

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import yaml
 
+from collector.localrun import free_port, run_snmpsim, stop_process, venv_script
+
 # The simulated school network: (device name, snmpsim community = recording file stem).
 DEMO_DEVICES = (("core-router", "iosxe"), ("edge-router", "edgeos"), ("library-ap", "unifi_nanohd"))
 DEMO_SCHOOL = {"name": "Demo Elementary", "students": 450, "staff": 50}
@@ -38,13 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         snmp_port = stack.enter_context(_snmpsim(args.snmprec, workdir))
         school_id, token = _set_up_collector(env)
-        port = args.port if _tcp_port_free(args.port) else _free_tcp_port()
+        port = args.port if _tcp_port_free(args.port) else free_port()
         url = f"http://127.0.0.1:{port}"
         stack.enter_context(_serve(env, port, workdir / "collector.log"))
         config = _write_agent_config(workdir, url, token, snmp_port)
         for round_number in range(1, args.rounds + 1):
             print(f"--- agent round {round_number}/{args.rounds}", flush=True)
-            _run([_script("readynet-agent"), "once", "--config", str(config)], env)
+            _run([str(venv_script("readynet-agent")), "once", "--config", str(config)], env)
         _print_summary(url, school_id)
         if args.stay and sys.stdin.isatty():
             print("\nServing. Press Ctrl-C to stop.", flush=True)
@@ -64,10 +66,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _script(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 def _run(command: list[str], env: dict[str, str], *, echo: bool = True) -> str:
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if echo:
@@ -79,7 +77,7 @@ def _run(command: list[str], env: dict[str, str], *, echo: bool = True) -> str:
 
 
 def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
-    collector = _script("readynet-collector")
+    collector = str(venv_script("readynet-collector"))
     _run([collector, "migrate"], env)
     name, students, staff = DEMO_SCHOOL["name"], DEMO_SCHOOL["students"], DEMO_SCHOOL["staff"]
     add = [collector, "school", "add", "--name", f"{name}", "--students", f"{students}"]
@@ -101,56 +99,26 @@ def _tcp_port_free(port: int) -> bool:
     return True
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _snmpsim(snmprec: Path, workdir: Path) -> Iterator[int]:
-    """snmpsim on a loopback UDP port, serving a copy of the recordings (it writes beside them)."""
-    data = workdir / "snmprec"
-    data.mkdir()
-    for _, community in DEMO_DEVICES:
-        shutil.copy(snmprec / f"{community}.snmprec", data)
-    port = _free_udp_port()
-    log = (workdir / "snmpsim.log").open("w")
-    proc = subprocess.Popen(
-        [
-            _script("snmpsim-command-responder"),
-            f"--data-dir={data}",
-            f"--cache-dir={workdir / 'snmpsim-cache'}",
-            f"--agent-udpv4-endpoint=127.0.0.1:{port}",
-        ],
-        env={**os.environ, "SNMPSIM_ALLOW_ROOT": "true"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_until(
-            lambda: "Listening at" in (workdir / "snmpsim.log").read_text(), proc, "snmpsim"
-        )
+    communities = [community for _, community in DEMO_DEVICES]
+    with run_snmpsim(snmprec, workdir, only=communities) as port:
         print(f"snmpsim serving {len(DEMO_DEVICES)} recorded devices on udp://127.0.0.1:{port}")
         yield port
-    finally:
-        _stop(proc)
-        log.close()
 
 
 @contextmanager
 def _serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [_script("readynet-collector"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(venv_script("readynet-collector")),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -160,7 +128,7 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
         print(f"collector serving on http://127.0.0.1:{port} (log: {log_path})")
         yield
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 
@@ -177,15 +145,6 @@ def _wait_until(ready: Any, proc: subprocess.Popen[Any], what: str, timeout_s: f
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"{what} did not start; see the logs in the demo folder")
         time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:

@@ -34,7 +34,7 @@ IF_HIGH_SPEED = "1.3.6.1.2.1.31.1.1.1.15"  # IF-MIB::ifHighSpeed (Mbps)
 
 # The ifXTable columns first, the ifTable fallbacks after; all walked together in one GETBULK walk.
 # No ifIndex column: most recordings (and some real agents) lack it, the row index says the same.
-_COLUMNS = [
+INTERFACE_COLUMNS = [
     IF_NAME,
     IF_HC_IN_OCTETS,
     IF_HC_OUT_OCTETS,
@@ -61,7 +61,7 @@ class SnmpProbe:
         try:
             async with open_session(self.device) as session:
                 scalars = await get_scalars(session, [SYS_UPTIME, SYS_OBJECT_ID])
-                table = await walk_columns(session, _COLUMNS)
+                table = await walk_columns(session, INTERFACE_COLUMNS)
         except (DeviceUnreachable, DeviceError) as exc:
             # A dead device is data: the collector shows the outage instead of a gap.
             return [SnmpPoll(device=self.device.name, address=address, error=str(exc))]
