@@ -17,7 +17,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,9 @@ import yaml
 from agent.errors import ConfigError
 from agent.settings import AgentSettings, DeviceSettings, OnNetSettings, SnmpAuth, load_settings
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from collector.localrun import free_port
 from tests.fixtures.collector import RunningCollector
+from tests.fixtures.commands import run_ok
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -60,21 +61,6 @@ def _tool(name: str, package: str) -> str:
     path = shutil.which(name)
     assert path is not None, f"{name} not found: apt-get install {package}"
     return path
-
-
-def _run(*args: str | Path, cwd: Path | None = None) -> str:
-    proc = subprocess.run(
-        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _prometheus_config(dest: Path, target: str, interval: str | None = None) -> Path:
@@ -108,10 +94,10 @@ def _prometheus_config(dest: Path, target: str, interval: str | None = None) -> 
 
 def test_promtool_checks_config_and_rules(tmp_path: Path) -> None:
     promtool = _tool("promtool", "prometheus")
-    config = _prometheus_config(tmp_path / "prometheus", f"127.0.0.1:{_free_port()}")
-    out = _run(promtool, "check", "config", config)
+    config = _prometheus_config(tmp_path / "prometheus", f"127.0.0.1:{free_port()}")
+    out = run_ok(promtool, "check", "config", config)
     assert "SUCCESS" in out
-    out = _run(promtool, "check", "rules", PROMETHEUS_DIR / "rules.yml")
+    out = run_ok(promtool, "check", "rules", PROMETHEUS_DIR / "rules.yml")
     assert "SUCCESS: 5 rules found" in out
 
 
@@ -122,7 +108,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
     for alert in ("ReadyNetAgentSilent", "ReadyNetSchoolBelowTarget"):
         outcomes = {bool(case["exp_alerts"]) for case in cases if case["alertname"] == alert}
         assert outcomes == {True, False}, f"{alert} must be tested both firing and quiet"
-    out = _run(promtool, "test", "rules", "rules_test.yml", cwd=PROMETHEUS_DIR)
+    out = run_ok(promtool, "test", "rules", "rules_test.yml", cwd=PROMETHEUS_DIR)
     assert "SUCCESS" in out
 
 
@@ -137,7 +123,7 @@ def test_alerting_rules_are_annotated() -> None:
 
 def test_amtool_checks_alertmanager_config() -> None:
     amtool = _tool("amtool", "prometheus-alertmanager")
-    out = _run(amtool, "check-config", DEPLOY / "alertmanager" / "alertmanager.yml")
+    out = run_ok(amtool, "check-config", DEPLOY / "alertmanager" / "alertmanager.yml")
     assert "SUCCESS" in out
 
 
@@ -182,7 +168,7 @@ def _fill(collector: RunningCollector) -> None:
 def _running_prometheus(config: Path, workdir: Path) -> Iterator[str]:
     """`prometheus` on 127.0.0.1:<free port>; killed on the way out."""
     binary = _tool("prometheus", "prometheus")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "prometheus.log"
     with log_path.open("w") as log:
@@ -418,10 +404,10 @@ def test_compose_file_structure() -> None:
 
 def test_install_script_parses_and_helps() -> None:
     script = DEPLOY / "pi" / "install.sh"
-    _run("bash", "-n", script)
+    run_ok("bash", "-n", script)
     text = script.read_text()
     assert "set -euo pipefail" in text
-    out = _run("bash", script, "--help")
+    out = run_ok("bash", script, "--help")
     assert "Usage:" in out and "--from PATH" in out
 
 
@@ -473,10 +459,10 @@ def test_systemd_units(tmp_path: Path) -> None:
         (staged / name).write_text(
             text.replace("/opt/readynet/bin/", f"{Path(sys.executable).parent}/")
         )
-    _run("systemd-analyze", "verify", *SYSTEMD_UNITS, cwd=staged)
+    run_ok("systemd-analyze", "verify", *SYSTEMD_UNITS, cwd=staged)
     for name in ("readynet-agent.service", "readynet-collector.service"):
         # Exposure 2.0 or less ("OK") out of systemd's 10.
-        _run("systemd-analyze", "security", "--offline=yes", "--threshold=20", name, cwd=staged)
+        run_ok("systemd-analyze", "security", "--offline=yes", "--threshold=20", name, cwd=staged)
 
 
 def test_agent_example_names_every_setting_and_is_refused_as_is(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ readynet-agent once  x10   (on-net test against the collector + SNMP poll of snm
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,32 +20,21 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from collector.localrun import free_port
 from collector.store.db import make_engine, make_session_factory
 from collector.store.models import InterfaceSample, Measurement, SnmpPollResult, ThroughputResult
+from tests.fixtures.commands import run_ok
 from tests.fixtures.snmpsim import SnmpSim
 
 BIN = Path(sys.executable).parent
-
-
-def _cli(*args: str, env: dict[str, str]) -> str:
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`readynet-collector serve` as its own process, after `migrate`."""
     env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": database_url}
-    _cli(str(BIN / "readynet-collector"), "migrate", env=env)
-    port = _free_port()
+    run_ok(str(BIN / "readynet-collector"), "migrate", env=env)
+    port = free_port()
     log = (tmp_path / "collector.log").open("w")
     proc = subprocess.Popen(
         [BIN / "readynet-collector", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -87,7 +75,7 @@ def test_agent_to_verdict_and_metric(
     url, env = served
     collector = str(BIN / "readynet-collector")
     school_id = int(
-        _cli(
+        run_ok(
             collector,
             "school",
             "add",
@@ -100,7 +88,7 @@ def test_agent_to_verdict_and_metric(
             env=env,
         )
     )
-    token = _cli(
+    token = run_ok(
         collector, "agent", "enroll", "--school", str(school_id), "--name", "pi-1", env=env
     )
     config = tmp_path / "agent.yaml"
@@ -125,14 +113,14 @@ def test_agent_to_verdict_and_metric(
 
     agent = [str(BIN / "readynet-agent"), "once", "--config", str(config)]
     for _ in range(9):
-        out = _cli(*agent, env=env)
+        out = run_ok(*agent, env=env)
         assert "delivered: 2 new, 0 already stored, 0 waiting" in out
     readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
     assert readiness["tests"] == 9
     assert {t["verdict"] for t in readiness["targets"]} == {"inconclusive"}
     assert readiness["targets"][0]["reason"].startswith("only 9 of the 10 tests needed")
 
-    _cli(*agent, env=env)
+    run_ok(*agent, env=env)
     readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
     assert (readiness["users"], readiness["tests"], readiness["paths"]) == (500, 10, ["onnet"])
     assert readiness["basis"] == "measured throughput, not contracted capacity"
