@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from agent import __version__
 from agent.errors import ReadyNetError, UploadError
 from agent.outbox import Outbox
 from agent.probes.base import Probe, ProbeResult
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="readynet-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     once = sub.add_parser("once", help="run every probe once, then deliver the outbox")
     once.set_defaults(handler=run_once)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from collector import __version__
 from collector.settings import CollectorSettings
 from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import upgrade_to_head
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="readynet-collector", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict
 
 from collector.api.deps import SessionDep
 from collector.api.errors import UNKNOWN_SCHOOL
+from collector.readiness.evaluate import Readiness
 from collector.readiness.report import school_readiness
 from collector.store.models import School
 from collector.store.queries import list_schools
@@ -16,16 +15,22 @@ from collector.store.queries import list_schools
 router = APIRouter(prefix="/api/v1/schools", tags=["schools"])
 
 
+class SchoolPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    students: int
+    staff: int
+
+
 @router.get("")
-def get_schools(session: SessionDep) -> list[dict[str, Any]]:
-    return [
-        {"id": s.id, "name": s.name, "students": s.students, "staff": s.staff}
-        for s in list_schools(session=session)
-    ]
+def get_schools(session: SessionDep) -> list[SchoolPublic]:
+    return [SchoolPublic.model_validate(s) for s in list_schools(session=session)]
 
 
 @router.get("/{school_id}/readiness")
-def get_readiness(school_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
+def get_readiness(school_id: int, request: Request, session: SessionDep) -> Readiness:
     """Required vs measured Mbps and a verdict for each target of the configured profile."""
     school = session.get(School, school_id)
     if school is None:
@@ -33,4 +38,4 @@ def get_readiness(school_id: int, request: Request, session: SessionDep) -> dict
     readiness = school_readiness(
         session=session, school=school, profile=request.app.state.target_profile
     )
-    return asdict(readiness)
+    return readiness
