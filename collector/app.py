@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from collector import __version__
 from collector.api.errors import install_error_handlers
+from collector.api.limits import BodySizeLimit
 from collector.api.routes import health, results, schools, speedtest
 from collector.metrics import StoreCollector
 from collector.readiness.targets import load_profile
@@ -57,4 +58,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     for module in (health, results, schools, speedtest):
         app.include_router(module.router)
     install_error_handlers(app)
+    # Only result posts are limited: on-net upload tests are meant to be large.
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_batch_bytes, prefixes=("/api/v1/results",)
+    )
     return app

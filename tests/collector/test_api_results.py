@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -172,6 +173,34 @@ def test_oversized_body_is_refused_before_reading(collector: RunningCollector) -
     token = collector.enroll(collector.add_school())
     response = _post(collector, b"{" + b" " * 9_000_000 + b"}", token)
     assert (response.status_code, response.json()["detail"]) == (413, errors.BODY_TOO_LARGE)
+
+
+def test_oversized_chunked_body_is_cut_off(collector: RunningCollector) -> None:
+    """No Content-Length to judge by: the body is counted as it arrives."""
+    token = collector.enroll(collector.add_school())
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"measurements": ['
+        for _ in range(100):
+            yield b" " * 100_000
+
+    response = httpx.post(
+        f"{collector.url}/api/v1/results",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["detail"]) == (413, errors.BODY_TOO_LARGE)
+    assert _stored(collector) == 0
+
+
+def test_large_onnet_upload_is_not_limited(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    response = httpx.post(
+        f"{collector.url}/api/v1/speedtest/upload",
+        content=b"x" * 20_000_000,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.json() == {"bytes": 20_000_000}
 
 
 def test_readiness_of_unknown_school_is_404(collector: RunningCollector) -> None:

@@ -1,0 +1,57 @@
+"""Refuse oversized request bodies before they are read into memory.
+
+FastAPI reads a whole body before any dependency runs, and uvicorn sets no limit, so the check
+lives in ASGI middleware: a declared Content-Length over the limit is refused at once, and a
+chunked body is counted as it arrives and cut off when it passes the limit.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from collector.api.errors import BODY_TOO_LARGE
+
+
+class _TooLarge(HTTPException):
+    # An HTTPException on purpose: FastAPI re-raises those from body reading (others become a
+    # 400 "error parsing the body"), and its handler answers 413 with our fixed detail.
+    def __init__(self) -> None:
+        super().__init__(413, BODY_TOO_LARGE)
+
+
+class BodySizeLimit:
+    """Limit the body of requests whose path starts with one of `prefixes` to `max_bytes`."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, prefixes: tuple[str, ...]) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+        self._prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self._app(scope, counting_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": BODY_TOO_LARGE}, status_code=413)
+        await response(scope, receive, send)
