@@ -1,7 +1,8 @@
 """The SNMP probe: one poll of one device's uptime and interface counters (IF-MIB).
 
-It reports raw counters exactly as the device gave them; turning two polls into rates (wraps,
-reboots seen through sysUpTime) is `agent.snmp.rates`' job, not this one's.
+It reports raw counters exactly as the device gave them, with sysUpTime beside them: turning
+two polls into rates (counter wraps, reboots seen through sysUpTime) happens downstream of
+this probe, never by guessing here.
 
 Example:
     >>> probe = SnmpProbe(DeviceSettings(name="core", address="127.0.0.1"))  # doctest: +SKIP
