@@ -15,16 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
-from collector.localrun import free_port, run_snmpsim, stop_process, venv_script
+from collector.localrun import free_port, run_snmpsim, stop_process, venv_script, wait_for_http
 
 # The simulated school network: (device name, snmpsim community = recording file stem).
 DEMO_DEVICES = (("core-router", "iosxe"), ("edge-router", "edgeos"), ("library-ap", "unifi_nanohd"))
@@ -124,27 +122,13 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), proc, "the collector")
+        if not wait_for_http(proc, f"http://127.0.0.1:{port}/healthz", timeout_s=60):
+            raise SystemExit(f"the collector did not start; see {log_path}")
         print(f"collector serving on http://127.0.0.1:{port} (log: {log_path})")
         yield
     finally:
         stop_process(proc)
         log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_until(ready: Any, proc: subprocess.Popen[Any], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not start; see the logs in the demo folder")
-        time.sleep(0.1)
 
 
 def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 LOOPBACK = "127.0.0.1"
 SNMPSIM_STARTUP_TIMEOUT_S = 60.0
 _SNMPSIM_START_ATTEMPTS = 3
@@ -113,4 +115,19 @@ def wait_for_text(
         if process.poll() is not None:
             return False
         time.sleep(0.05)
+    return False
+
+
+def wait_for_http(process: subprocess.Popen[Any], url: str, timeout_s: float) -> bool:
+    """True once GET `url` answers 200; False if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            return False
+        time.sleep(0.1)
     return False

@@ -32,7 +32,7 @@ import yaml
 from agent.errors import ConfigError
 from agent.settings import AgentSettings, DeviceSettings, OnNetSettings, SnmpAuth, load_settings
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
-from collector.localrun import free_port
+from collector.localrun import free_port, wait_for_http
 from tests.fixtures.collector import RunningCollector
 from tests.fixtures.commands import run_ok
 
@@ -185,16 +185,8 @@ def _running_prometheus(config: Path, workdir: Path) -> Iterator[str]:
             cwd=workdir,
         )
         try:
-            deadline = time.monotonic() + DEADLINE_S
-            while True:
-                try:
-                    if httpx.get(f"{url}/-/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, f"prometheus exited:\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"prometheus not ready:\n{log_path.read_text()}"
-                time.sleep(0.1)
+            ready = wait_for_http(proc, f"{url}/-/ready", timeout_s=DEADLINE_S)
+            assert ready, f"prometheus not ready:\n{log_path.read_text()}"
             yield url
         finally:
             proc.kill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from collector.localrun import free_port
+from collector.localrun import free_port, wait_for_http
 from collector.store.db import make_engine, make_session_factory
 from collector.store.models import InterfaceSample, Measurement, SnmpPollResult, ThroughputResult
 from tests.fixtures.commands import run_ok
@@ -43,17 +42,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (
-            tmp_path / "collector.log"
-        ).read_text()
-        time.sleep(0.1)
+    ready = wait_for_http(proc, f"{url}/healthz", timeout_s=30)
+    assert ready, (tmp_path / "collector.log").read_text()
     yield url, env
     proc.terminate()
     proc.wait(timeout=10)
