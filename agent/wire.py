@@ -20,6 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 WIRE_VERSION: Literal[1] = 1
 MAX_BATCH_MEASUREMENTS = 1000
+# Longest error text a measurement may carry; probes cut theirs to fit.
+MAX_ERROR_CHARS = 1000
 
 
 def _now() -> datetime:
