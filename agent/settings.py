@@ -6,6 +6,7 @@ loopback values explicitly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,13 +15,17 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
+from yaml import MarkedYAMLError, YAMLError
 
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/readynet/agent.yaml")
 _PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "public-token", "xxx"}
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class _Section(BaseModel):
@@ -70,10 +75,18 @@ class AgentSettings(BaseSettings):
 
     @field_validator("token")
     @classmethod
-    def _refuse_placeholder(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+    def _valid_bearer_token(cls, value: SecretStr) -> SecretStr:
+        # A pasted token often brings a space or newline along; sent as is, the header is
+        # refused by h11 with the token quoted in the error. The messages never quote the value.
+        token = value.get_secret_value().strip()
+        if token.lower() in _PLACEHOLDER_SECRETS:
             raise ValueError("token is empty or a placeholder: set the token from `agent enroll`")
-        return value
+        if not _BEARER_TOKEN.fullmatch(token):
+            raise ValueError(
+                "token is not a valid bearer token (RFC 6750: letters, digits and -._~+/, "
+                "then optional trailing =); the value is not shown"
+            )
+        return SecretStr(token)
 
     @field_validator("collector_url")
     @classmethod
@@ -97,18 +110,39 @@ class AgentSettings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
 
+    def secrets(self) -> list[str]:
+        """Every credential in these settings, for `agent.redact`: token and SNMP communities."""
+        communities = [device.auth.community.get_secret_value() for device in self.devices]
+        return [self.token.get_secret_value(), *communities]
+
 
 def load_settings(config_path: Path | None) -> AgentSettings:
     """Read agent settings from a YAML file (if given) and the environment.
 
-    Raises ConfigError naming the bad key, e.g. ``devices.0.port: Input should be ...``.
+    Raises ConfigError naming the bad key, e.g. ``devices.0.port: Input should be ...``, and
+    never quoting a value: the token or a community may be the bad one.
     """
     if config_path is not None and not config_path.is_file():
         raise ConfigError(f"config file not found: {config_path}")
+    # `from None` below: the library errors repeat the input (pydantic's `input_value=...`), and
+    # a chained cause would put it in every traceback that shows our error.
     try:
         return AgentSettings(_yaml_file=config_path)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"invalid agent settings: {problems}") from exc
+        raise ConfigError(f"invalid agent settings: {problems}") from None
+    except YAMLError as exc:
+        raise ConfigError(f"{config_path} is not valid YAML: {_yaml_problem(exc)}") from None
+    except SettingsError as exc:
+        # e.g. a nested variable that is not JSON: names the field and the source, not the value.
+        raise ConfigError(f"invalid agent settings: {exc}") from None
+
+
+def _yaml_problem(exc: YAMLError) -> str:
+    # Only the problem and its position: str(exc) may show a snippet of the offending line.
+    if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,50 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_token_is_stripped_of_surrounding_whitespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, GOOD.replace("a-real-token-value", "' a-real-token-value== '"))
+    assert load_settings(path).token.get_secret_value() == "a-real-token-value=="
+    # `READYNET_AGENT_TOKEN=$(cat token-file)` style values keep the file's newline.
+    monkeypatch.setenv("READYNET_AGENT_TOKEN", "from-the-environment\n")
+    assert load_settings(path).token.get_secret_value() == "from-the-environment"
+
+
+SECRET = "S3cret-Value-Zq8"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (GOOD.replace("a-real-token-value", f"'{SECRET} x'"), "token"),
+        (GOOD.replace("a-real-token-value", f"'{SECRET}\\u00e9'"), "token"),
+        (GOOD.replace("a-real-token-value", f"[{SECRET}]"), "token"),
+        (GOOD.replace("a-real-token-value", f"{{value: {SECRET}}}"), "token"),
+        (GOOD.replace("{community: iosxe}", f"{{community: [{SECRET}]}}"), "community"),
+        (GOOD.replace("{community: iosxe}", f"{{community: {SECRET}, version: 3}}"), "version"),
+        (GOOD.replace("{community: iosxe}", f"{{community: {{a: {SECRET}}}}}"), "community"),
+        # A YAML error on the line that holds the secret.
+        (GOOD.replace("a-real-token-value", f'"{SECRET}'), "not valid YAML"),
+        (GOOD.replace("a-real-token-value", f"{SECRET}: x"), "not valid YAML"),
+    ],
+    ids=[
+        "token-inner-space",
+        "token-non-ascii",
+        "token-list",
+        "token-mapping",
+        "community-list",
+        "community-beside-bad-version",
+        "community-mapping",
+        "yaml-unclosed-quote",
+        "yaml-mapping-in-value",
+    ],
+)
+def test_config_errors_never_quote_a_secret(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key) as caught:
+        load_settings(_write(tmp_path, text))
+    assert SECRET not in str(caught.value)
+    # Nor in a traceback of it: pydantic's own message repeats the input (`input_value=...`).
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
