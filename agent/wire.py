@@ -1,8 +1,14 @@
 """The versioned wire contract between agent and collector.
 
 Both halves import these models: the agent builds a `Batch`, the collector validates it and
-answers with a `Receipt`. Every model forbids unknown fields, so a typo or a newer agent talking
-to an older collector fails loudly instead of silently dropping data.
+answers with a `Receipt`. Every model forbids unknown fields and coerces nothing (strict mode), so
+a typo, a `false` where a number belongs, or a newer agent talking to an older collector fails
+loudly instead of silently dropping or bending data.
+
+Every bound lives here, once: the collector's columns are sized from these limits, so whatever
+validates is stored identically on SQLite and PostgreSQL, and anything else is a 422 naming the
+field. Integers stay inside their SNMP types (Counter64, Gauge32, TimeTicks), floats are finite,
+text has no NUL and fits its column, and timestamps are plausible.
 
 Example:
     >>> m = ThroughputTest(path="onnet", server="http://127.0.0.1:8080", download_bps=9.4e8)
@@ -13,31 +19,94 @@ Example:
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 WIRE_VERSION: Literal[1] = 1
 MAX_BATCH_MEASUREMENTS = 1000
 # Longest error text a measurement may carry; probes cut theirs to fit.
 MAX_ERROR_CHARS = 1000
+MAX_INTERFACES_PER_POLL = 10_000
+
+# Integer ranges of the SNMP types the values come from, and of a signed 64-bit column.
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+INT31_MAX = 2**31 - 1  # InterfaceIndex (IF-MIB) is 1..2147483647
+INT63_MAX = 2**63 - 1
+
+# One terabit per second: far beyond any school link, far below anything that breaks a float.
+MAX_RATE_BPS = 1e12
+MAX_LATENCY_MS = 600_000.0
+MAX_DURATION_S = 86_400.0
+
+# A clock that far ahead is wrong, and a result dated there would pin "newest" reads for years.
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _clean_text(value: str) -> str:
+    # PostgreSQL refuses NUL in text and lone surrogates in UTF-8; SQLite would store both.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
+    return value
+
+
+def _plausible_time(value: datetime) -> datetime:
+    # Compared before any conversion: 0001-01-01T00:00+01:00 has no UTC equivalent.
+    if value < EARLIEST_TIMESTAMP:
+        raise ValueError(f"must not be before {EARLIEST_TIMESTAMP:%Y-%m-%d}")
+    if value > _now() + MAX_FUTURE_SKEW:
+        minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
+        raise ValueError(f"must not be more than {minutes} minutes in the future")
+    return value.astimezone(UTC)
+
+
+def _fits(max_length: int, *, min_length: int = 0) -> StringConstraints:
+    # The pattern says "no NUL" in the OpenAPI schema too, so generated clients know.
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=r"^[^\x00]*$")
+
+
+_CLEAN = AfterValidator(_clean_text)
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+BitsPerSecond = Annotated[float, Field(ge=0, le=MAX_RATE_BPS, allow_inf_nan=False)]
+ByteCount = Annotated[int, Field(ge=0, le=INT63_MAX)]
+Counter = Annotated[int, Field(ge=0, le=UINT64_MAX)]
+ErrorText = Annotated[str, _fits(MAX_ERROR_CHARS), _CLEAN]
+DeviceName = Annotated[str, _fits(64, min_length=1), _CLEAN]
+Address = Annotated[str, _fits(300, min_length=1), _CLEAN]
+ServerName = Annotated[str, _fits(300), _CLEAN]
+InterfaceName = Annotated[str, _fits(200), _CLEAN]
+ObjectId = Annotated[str, _fits(200), _CLEAN]
+AgentVersion = Annotated[str, _fits(40), _CLEAN]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _MeasurementBase(_Strict):
     # The id is minted where the measurement happens, so a retried upload is recognised.
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    measured_at: AwareDatetime = Field(default_factory=_now)
+    measured_at: Timestamp = Field(default_factory=_now)
     # A failed run is still a measurement: a dead device or a refused test is data.
-    error: str | None = None
+    error: ErrorText | None = None
 
 
 class ThroughputTest(_MeasurementBase):
@@ -49,38 +118,41 @@ class ThroughputTest(_MeasurementBase):
 
     kind: Literal["throughput"] = "throughput"
     path: Literal["onnet", "internet"]
-    server: str
+    server: ServerName
     streams: int = Field(default=1, ge=1, le=64)
-    download_bps: float | None = Field(default=None, ge=0)
-    upload_bps: float | None = Field(default=None, ge=0)
-    latency_ms: float | None = Field(default=None, ge=0)
-    download_bytes: int = Field(default=0, ge=0)
-    upload_bytes: int = Field(default=0, ge=0)
-    duration_s: float = Field(default=0.0, ge=0)
+    download_bps: BitsPerSecond | None = None
+    upload_bps: BitsPerSecond | None = None
+    latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    download_bytes: ByteCount = 0
+    upload_bytes: ByteCount = 0
+    duration_s: float = Field(default=0.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 
 class InterfaceCounters(_Strict):
     """One interface row of an SNMP poll: raw counters as the device reported them."""
 
-    ifindex: int = Field(ge=0)
-    name: str
-    octets_in: int | None = Field(default=None, ge=0)
-    octets_out: int | None = Field(default=None, ge=0)
+    ifindex: int = Field(ge=0, le=INT31_MAX)
+    name: InterfaceName
+    octets_in: Counter | None = None
+    octets_out: Counter | None = None
     # 64 for ifHCInOctets/ifHCOutOctets, 32 for the ifInOctets fallback: the wrap point.
     counter_bits: Literal[32, 64] = 64
-    speed_mbps: int | None = Field(default=None, ge=0)
+    # ifHighSpeed is a Gauge32 in Mbit/s.
+    speed_mbps: int | None = Field(default=None, ge=0, le=UINT32_MAX)
 
 
 class SnmpPoll(_MeasurementBase):
     """One SNMP poll of one device: uptime and interface counters at one instant."""
 
     kind: Literal["snmp_poll"] = "snmp_poll"
-    device: str
-    address: str
-    sys_object_id: str | None = None
-    # sysUpTime in hundredths of a second; rates use it to detect reboots.
-    sys_uptime_ticks: int | None = Field(default=None, ge=0)
-    interfaces: list[InterfaceCounters] = Field(default_factory=list)
+    device: DeviceName
+    address: Address
+    sys_object_id: ObjectId | None = None
+    # sysUpTime (TimeTicks) in hundredths of a second; rates use it to detect reboots.
+    sys_uptime_ticks: int | None = Field(default=None, ge=0, le=UINT32_MAX)
+    interfaces: list[InterfaceCounters] = Field(
+        default_factory=list, max_length=MAX_INTERFACES_PER_POLL
+    )
 
 
 Measurement = Annotated[ThroughputTest | SnmpPoll, Field(discriminator="kind")]
@@ -90,8 +162,8 @@ class Batch(_Strict):
     """What an agent posts to `POST /api/v1/results`."""
 
     wire_version: Literal[1] = WIRE_VERSION
-    agent_version: str = "0"
-    sent_at: AwareDatetime = Field(default_factory=_now)
+    agent_version: AgentVersion = "0"
+    sent_at: Timestamp = Field(default_factory=_now)
     measurements: list[Measurement] = Field(min_length=1, max_length=MAX_BATCH_MEASUREMENTS)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from collector import __version__
 from collector.api.errors import install_error_handlers
+from collector.api.gate import StoreGate
 from collector.api.limits import BodySizeLimit
+from collector.api.openapi import with_wire_schemas
 from collector.api.routes import health, results, schools, speedtest
 from collector.metrics import StoreCollector
 from collector.readiness.targets import load_profile
@@ -28,7 +33,7 @@ class SchemaNotMigrated(RuntimeError):
 
 def create_app(settings: CollectorSettings) -> FastAPI:
     """Build the app for `settings`; its lifespan checks the schema and owns the engine."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, workers=settings.db_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,19 +47,15 @@ def create_app(settings: CollectorSettings) -> FastAPI:
 
     app = FastAPI(title="ReadyNet collector", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.gate = StoreGate(app.state.session_factory, workers=settings.db_workers)
+    # One reserved connection each for /readyz and /metrics (store.db.RESERVED_CONNECTIONS).
+    app.state.ready_limiter = anyio.CapacityLimiter(1)
     app.state.target_profile = load_profile(settings.target_profile)
     # Random bytes defeat compression on any middlebox between school and district.
     app.state.speedtest_payload = os.urandom(SPEEDTEST_PAYLOAD_BYTES)
-
-    registry = CollectorRegistry()
-    registry.register(StoreCollector(app.state.session_factory, app.state.target_profile))
-    app.state.registry = registry
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
+    _mount_metrics(app)
     for module in (health, results, schools, speedtest):
         app.include_router(module.router)
     install_error_handlers(app)
@@ -62,4 +63,20 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_batch_bytes, prefixes=("/api/v1/results",)
     )
+    with_wire_schemas(app)
     return app
+
+
+def _mount_metrics(app: FastAPI) -> None:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.state.session_factory, app.state.target_profile))
+    app.state.registry = registry
+    scrape_limiter = anyio.CapacityLimiter(1)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # Scrapes take turns on their reserved connection instead of queueing behind ingest.
+        body: Any = await anyio.to_thread.run_sync(
+            generate_latest, registry, limiter=scrape_limiter
+        )
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

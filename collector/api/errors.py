@@ -1,17 +1,75 @@
-"""Fixed `detail` strings: clients and tests match on these, so they never change casually."""
+"""One error model for every 4xx/5xx, and the fixed `detail` strings clients and tests match on.
+
+Every route documents each status it can return with `ErrorBody`; the strings below never change
+casually, since agents and scripts branch on them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 MALFORMED_JSON = "malformed JSON"
 INVALID_PAYLOAD = "invalid payload"
 BAD_TOKEN = "invalid or missing agent token"
 BODY_TOO_LARGE = "request body too large"
 UNKNOWN_SCHOOL = "unknown school"
-DUPLICATE_ID_IN_BATCH = "a batch must not repeat a measurement id"
+UNSUPPORTED_ENCODING = "unsupported content encoding: send the body uncompressed"
+DATABASE_UNAVAILABLE = "database unavailable"
+
+
+class FieldProblem(BaseModel):
+    """One bad field: where it is (`loc`, e.g. ["measurements", "0", "download_bps"]) and why."""
+
+    loc: list[str]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a fixed `detail`, plus the bad fields for 422."""
+
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+_DESCRIPTIONS = {
+    400: f"`{MALFORMED_JSON}`: the body is not JSON",
+    401: f"`{BAD_TOKEN}`",
+    404: "the resource does not exist",
+    408: "the request body did not arrive in time",
+    413: f"`{BODY_TOO_LARGE}`",
+    415: f"`{UNSUPPORTED_ENCODING}`",
+    422: f"`{INVALID_PAYLOAD}`, with `errors` naming each bad field",
+    429: "a per-agent limit was reached; retry after `Retry-After` seconds",
+    503: "the collector is over its limits or its database is away; retry after `Retry-After`",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting `statuses` with the one error model."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+def field_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in errors
+    ]
+
+
+def payload_error(exc: ValidationError) -> JSONResponse:
+    """400 for JSON that does not parse, 422 naming each bad field for anything else."""
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return JSONResponse({"detail": MALFORMED_JSON}, status_code=400)
+    return JSONResponse(
+        {"detail": INVALID_PAYLOAD, "errors": field_problems(errors)}, status_code=422
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -19,12 +77,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return JSONResponse({"detail": MALFORMED_JSON}, status_code=400)
-    problems = [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
-        for err in errors
-    ]
-    return JSONResponse({"detail": INVALID_PAYLOAD, "errors": problems}, status_code=422)
+    return JSONResponse(
+        {"detail": INVALID_PAYLOAD, "errors": field_problems(errors)}, status_code=422
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+# Transport limits (collector/server.py).
+BODY_TIMEOUT = "request body not received in time"
+TOO_MANY_CONNECTIONS = "too many open connections"

@@ -7,16 +7,24 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Connections beyond the store gate's workers: the /readyz probe and the /metrics scrape.
+RESERVED_CONNECTIONS = 2
 
-def make_engine(database_url: str) -> Engine:
-    """Create the engine for `database_url` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+
+def make_engine(database_url: str, *, workers: int = 4) -> Engine:
+    """Create the engine for `database_url` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    The pool holds `workers` + RESERVED_CONNECTIONS connections and never overflows: the store
+    gate bounds the work, so waiting for a connection would mean a bug, and fails within 10 s.
+    """
+    pool = {"pool_size": workers + RESERVED_CONNECTIONS, "max_overflow": 0, "pool_timeout": 10}
     if database_url.startswith("sqlite"):
         engine = create_engine(
-            database_url, connect_args={"check_same_thread": False, "timeout": 30}
+            database_url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    return create_engine(database_url, pool_pre_ping=True, **pool)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

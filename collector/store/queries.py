@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,43 +68,54 @@ def agent_for_token(*, session: Session, token: str) -> Agent | None:
     return session.scalar(select(Agent).where(Agent.token_sha256 == hash_token(token)))
 
 
-def add_batch(*, session: Session, agent: Agent, batch: Batch) -> Receipt:
-    """Store a batch once: measurements whose id is known already are reported as duplicates."""
-    ids = [m.id for m in batch.measurements]
-    if len(set(ids)) != len(ids):
-        raise ValueError("a batch must not repeat a measurement id")
+def add_batch(*, session: Session, agent_id: int, school_id: int, batch: Batch) -> Receipt:
+    """Store a batch once: measurements whose id is known already are reported as duplicates.
+
+    An id repeated inside the batch is the same result sent twice: the first copy is stored and
+    the others are answered as duplicates, exactly as if they had come in a later retry.
+    """
     try:
-        return _store_new(session=session, agent=agent, batch=batch)
+        return _store_new(session=session, agent_id=agent_id, school_id=school_id, batch=batch)
     except IntegrityError:
         # The same ids arrived concurrently (a retry racing its original): the other request
         # stored them, so looking again reports them as duplicates.
         session.rollback()
-        return _store_new(session=session, agent=agent, batch=batch)
+        return _store_new(session=session, agent_id=agent_id, school_id=school_id, batch=batch)
 
 
-def _store_new(*, session: Session, agent: Agent, batch: Batch) -> Receipt:
+def _store_new(*, session: Session, agent_id: int, school_id: int, batch: Batch) -> Receipt:
     ids = [m.id for m in batch.measurements]
-    known = set(session.scalars(select(Measurement.id).where(Measurement.id.in_(ids))))
-    fresh = [m for m in batch.measurements if m.id not in known]
+    known = set(session.scalars(select(Measurement.id).where(Measurement.id.in_(set(ids)))))
+    fresh: dict[uuid.UUID, ThroughputTest | SnmpPoll] = {}
+    for m in batch.measurements:
+        if m.id not in known:
+            fresh.setdefault(m.id, m)
     session.add_all(
         Measurement(
             id=m.id,
-            agent_id=agent.id,
-            school_id=agent.school_id,
+            agent_id=agent_id,
+            school_id=school_id,
             kind=m.kind,
             measured_at=m.measured_at,
             error=m.error,
         )
-        for m in fresh
+        for m in fresh.values()
     )
     # Parents first: the unit of work does not order tables it has no relationship() for.
     session.flush()
-    for measurement in fresh:
+    for measurement in fresh.values():
         _add_details(session=session, measurement=measurement)
-    agent.last_seen_at = datetime.now(UTC)
-    agent.last_version = batch.agent_version
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .values(last_seen_at=datetime.now(UTC), last_version=batch.agent_version)
+    )
     session.commit()
-    return Receipt(accepted=[m.id for m in fresh], duplicates=[i for i in ids if i in known])
+    accepted = list(fresh)
+    duplicates = ids.copy()
+    for stored in accepted:
+        duplicates.remove(stored)
+    return Receipt(accepted=accepted, duplicates=duplicates)
 
 
 def _add_details(*, session: Session, measurement: ThroughputTest | SnmpPoll) -> None:

@@ -140,13 +140,15 @@ def test_bad_payload_gets_a_fixed_4xx_and_stores_nothing(
     assert _stored(collector) == 0
 
 
-def test_repeated_id_inside_one_batch_is_refused(collector: RunningCollector) -> None:
+def test_repeated_id_inside_one_batch_is_stored_once(collector: RunningCollector) -> None:
+    """The same result twice in one batch is a retry inside the batch, not an error."""
     token = collector.enroll(collector.add_school())
     body = json.loads(_batch().model_dump_json())
-    body["measurements"][1]["id"] = body["measurements"][0]["id"]
+    body["measurements"][1] = body["measurements"][0]
     response = _post(collector, json.dumps(body), token)
-    assert (response.status_code, response.json()["detail"]) == (422, errors.DUPLICATE_ID_IN_BATCH)
-    assert _stored(collector) == 0
+    the_id = body["measurements"][0]["id"]
+    assert response.json() == {"accepted": [the_id], "duplicates": [the_id]}
+    assert _stored(collector) == 1
 
 
 @pytest.mark.parametrize("token", [None, "not-a-real-token", "Basic-looking value"])

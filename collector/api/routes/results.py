@@ -1,21 +1,54 @@
-"""POST /api/v1/results: agents deliver batches of measurements here."""
+"""POST /api/v1/results: agents deliver batches of measurements here.
+
+The body is read and parsed only after the token has been checked, and parsed exactly once, by
+the wire models themselves (pydantic's own JSON parser: strict, depth-limited, no lone
+surrogates). The body schema is declared in `openapi_extra`, since FastAPI would otherwise read
+the body before running the auth dependency.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from agent.wire import Batch, Receipt
-from collector.api.deps import AgentDep, SessionDep
-from collector.api.errors import DUPLICATE_ID_IN_BATCH
+from collector.api.deps import AgentDep, GateDep
+from collector.api.errors import UNSUPPORTED_ENCODING, error_responses, payload_error
 from collector.store.queries import add_batch
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 
+BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
+    }
+}
 
-@router.post("/results", response_model=Receipt)
-def post_results(batch: Batch, agent: AgentDep, session: SessionDep) -> Receipt:
+
+@router.post(
+    "/results",
+    response_model=Receipt,
+    openapi_extra=BATCH_BODY,
+    responses=error_responses(400, 401, 408, 413, 415, 422, 503),
+)
+async def post_results(request: Request, agent: AgentDep, gate: GateDep) -> Any:
     """Store a batch. Idempotent: ids already stored are listed under `duplicates`."""
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        raise HTTPException(415, UNSUPPORTED_ENCODING)
+    body = await request.body()
     try:
-        return add_batch(session=session, agent=agent, batch=batch)
-    except ValueError as exc:
-        raise HTTPException(422, DUPLICATE_ID_IN_BATCH) from exc
+        batch = await anyio.to_thread.run_sync(Batch.model_validate_json, body)
+    except ValidationError as exc:
+        return payload_error(exc)
+
+    def store(session: Session) -> Receipt:
+        return add_batch(session=session, agent_id=agent.id, school_id=agent.school_id, batch=batch)
+
+    receipt = await gate.run(store)
+    return JSONResponse(receipt.model_dump(mode="json"))

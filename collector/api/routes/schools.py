@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
 
-from collector.api.deps import SessionDep
-from collector.api.errors import UNKNOWN_SCHOOL
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
+
+from collector.api.deps import GateDep
+from collector.api.errors import UNKNOWN_SCHOOL, error_responses
 from collector.readiness.evaluate import Readiness
 from collector.readiness.report import school_readiness
 from collector.store.models import School
 from collector.store.queries import list_schools
 
 router = APIRouter(prefix="/api/v1/schools", tags=["schools"])
+SchoolId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class SchoolPublic(BaseModel):
@@ -25,17 +29,25 @@ class SchoolPublic(BaseModel):
 
 
 @router.get("")
-def get_schools(session: SessionDep) -> list[SchoolPublic]:
-    return [SchoolPublic.model_validate(s) for s in list_schools(session=session)]
+async def get_schools(gate: GateDep) -> list[SchoolPublic]:
+    def read(session: Session) -> list[SchoolPublic]:
+        return [SchoolPublic.model_validate(s) for s in list_schools(session=session)]
+
+    return await gate.run(read)
 
 
-@router.get("/{school_id}/readiness")
-def get_readiness(school_id: int, request: Request, session: SessionDep) -> Readiness:
+@router.get("/{school_id}/readiness", responses=error_responses(404, 422))
+async def get_readiness(school_id: SchoolId, request: Request, gate: GateDep) -> Readiness:
     """Required vs measured Mbps and a verdict for each target of the configured profile."""
-    school = session.get(School, school_id)
-    if school is None:
+    profile = request.app.state.target_profile
+
+    def read(session: Session) -> Readiness | None:
+        school = session.get(School, school_id)
+        if school is None:
+            return None
+        return school_readiness(session=session, school=school, profile=profile)
+
+    readiness = await gate.run(read)
+    if readiness is None:
         raise HTTPException(404, UNKNOWN_SCHOOL)
-    readiness = school_readiness(
-        session=session, school=school, profile=request.app.state.target_profile
-    )
     return readiness

@@ -13,17 +13,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from collector.api.deps import AgentDep
+from collector.api.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/speedtest", tags=["speedtest"])
 CHUNK_BYTES = 1 << 20
 
 
-@router.get("/ping", status_code=204)
-def ping(agent: AgentDep) -> Response:
+@router.get("/ping", status_code=204, responses=error_responses(401))
+async def ping(agent: AgentDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/download")
+@router.get("/download", responses=error_responses(401, 422))
 async def download(
     request: Request, agent: AgentDep, size: Annotated[int, Query(alias="bytes", ge=1)]
 ) -> StreamingResponse:
@@ -45,7 +46,7 @@ async def _repeat(payload: bytes, size: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-@router.post("/upload")
+@router.post("/upload", responses=error_responses(401))
 async def upload(request: Request, agent: AgentDep) -> dict[str, int]:
     received = 0
     async for chunk in request.stream():

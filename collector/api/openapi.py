@@ -1,0 +1,31 @@
+"""The OpenAPI document, completed with the wire models that routes read by hand.
+
+`POST /api/v1/results` parses its body itself (after checking the token), so FastAPI does not
+see `Batch`; this adds its JSON Schema, and the models it refers to, to the components.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+
+from agent.wire import Batch
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def with_wire_schemas(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            batch = TypeAdapter(Batch).json_schema(ref_template=REF_TEMPLATE)
+            components.update(batch.pop("$defs", {}))
+            components["Batch"] = batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
