@@ -16,6 +16,7 @@ from agent.outbox import Outbox
 from agent.probes.base import Probe, ProbeResult
 from agent.probes.onnet import OnNetProbe
 from agent.probes.snmp import SnmpProbe
+from agent.redact import redact, scrub
 from agent.settings import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
 from agent.uploader import deliver
 
@@ -23,10 +24,15 @@ from agent.uploader import deliver
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        # load_settings never quotes a value, so its errors need no redaction.
         settings = load_settings(args.config)
-        result: int = asyncio.run(args.handler(settings))
     except ReadyNetError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result: int = asyncio.run(args.handler(settings))
+    except ReadyNetError as exc:
+        print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 1
     return result
 
@@ -68,6 +74,8 @@ async def run_once(settings: AgentSettings) -> int:
     for probe in build_probes(settings):
         # One at a time: a throughput test must not compete with the polls it is measured beside.
         results.extend(await probe.run())
+    # Each probe masks its own credential; this masks every one, in every result, once more.
+    results = [scrub(result, settings.secrets()) for result in results]
     for result in results:
         print(_describe(result))
     with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:
@@ -82,9 +90,15 @@ async def flush_outbox(settings: AgentSettings) -> int:
     ) as client:
         with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:
             try:
-                delivery = await deliver(outbox, client=client, batch_size=settings.batch_size)
+                delivery = await deliver(
+                    outbox,
+                    client=client,
+                    batch_size=settings.batch_size,
+                    secrets=settings.secrets(),
+                )
             except UploadError as exc:
-                print(f"not delivered, kept {len(outbox)} results in the outbox: {exc}")
+                reason = redact(str(exc), settings.secrets())
+                print(f"not delivered, kept {len(outbox)} results in the outbox: {reason}")
                 return 1
     print(
         f"delivered: {delivery.accepted} new, {delivery.duplicates} already stored, "

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import httpx
 
 from agent.probes.base import ProbeResult
+from agent.redact import describe, error_text
 from agent.settings import OnNetSettings
 from agent.wire import ThroughputTest
 
@@ -46,7 +47,8 @@ class OnNetProbe:
             except httpx.HTTPStatusError as exc:
                 return [self._failed(f"collector answered HTTP {exc.response.status_code}")]
             except httpx.HTTPError as exc:
-                return [self._failed(f"{type(exc).__name__}: {exc}")]
+                # h11 quotes a refused Authorization header whole, token included.
+                return [self._failed(describe(exc, [self._token]))]
         return [
             ThroughputTest(
                 path="onnet",
@@ -63,7 +65,10 @@ class OnNetProbe:
 
     def _failed(self, error: str) -> ThroughputTest:
         return ThroughputTest(
-            path="onnet", server=self._url, streams=self._settings.streams, error=error
+            path="onnet",
+            server=self._url,
+            streams=self._settings.streams,
+            error=error_text(error, [self._token]),
         )
 
     async def _download(self, client: httpx.AsyncClient) -> tuple[int, float]:

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 
 from agent.errors import DeviceError, DeviceUnreachable
 from agent.probes.base import ProbeResult
+from agent.redact import error_text
 from agent.settings import DeviceSettings
 from agent.snmp.walk import SnmpValue, endpoint, get_scalars, open_session, walk_columns
 from agent.wire import InterfaceCounters, SnmpPoll
@@ -64,8 +65,10 @@ class SnmpProbe:
                 scalars = await get_scalars(session, [SYS_UPTIME, SYS_OBJECT_ID])
                 table = await walk_columns(session, INTERFACE_COLUMNS)
         except (DeviceUnreachable, DeviceError) as exc:
-            # A dead device is data: the collector shows the outage instead of a gap.
-            return [SnmpPoll(device=self.device.name, address=address, error=str(exc))]
+            # A dead device is data: the collector shows the outage instead of a gap. What pysnmp
+            # said is already masked (agent.snmp.walk); the rest is the device's name and address.
+            error = error_text(str(exc), secrets=())
+            return [SnmpPoll(device=self.device.name, address=address, error=error)]
         uptime = scalars[SYS_UPTIME]
         object_id = scalars[SYS_OBJECT_ID]
         poll = SnmpPoll(

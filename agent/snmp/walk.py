@@ -38,6 +38,7 @@ from pysnmp.smi.builder import MibBuilder
 from pysnmp.smi.view import MibViewController
 
 from agent.errors import DeviceError, DeviceUnreachable
+from agent.redact import redact
 from agent.settings import DeviceSettings
 
 SnmpValue = int | str
@@ -90,7 +91,8 @@ async def open_session(device: DeviceSettings) -> AsyncIterator[SnmpSession]:
                 (device.address, device.port), timeout=device.timeout_s, retries=device.retries
             )
         except PySnmpError as exc:
-            raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {exc}") from exc
+            reason = _redacted(device, str(exc))
+            raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {reason}") from exc
         auth = CommunityData(device.auth.community.get_secret_value(), mpModel=_SNMP_V2C)
         yield SnmpSession(
             device=device, engine=engine, auth=auth, target=target, context=ContextData()
@@ -215,7 +217,7 @@ async def _request(session: SnmpSession, command: Any, *args: Any, **options: An
             session.engine, session.auth, session.target, session.context, *args, **options
         )
     except PySnmpError as exc:
-        raise DeviceError(f"{session.label}: {exc}") from exc
+        raise DeviceError(f"{session.label}: {_redacted(session.device, str(exc))}") from exc
     return answer
 
 
@@ -223,7 +225,9 @@ def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
     error_indication, error_status, error_index, var_binds = answer
     if error_indication:
         # With SNMPv2c a wrong community is silently dropped, so it also arrives as a timeout.
-        raise DeviceUnreachable(f"{session.label}: {error_indication}")
+        raise DeviceUnreachable(
+            f"{session.label}: {_redacted(session.device, str(error_indication))}"
+        )
     if error_status and int(error_status):
         # errorStatus is an INTEGER with named values: prettyPrint() says "tooBig", not "1".
         status = error_status.prettyPrint() if hasattr(error_status, "prettyPrint") else "error"
@@ -232,3 +236,8 @@ def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
             where = f" at {format_oid(tuple(var_binds[int(error_index) - 1][0]))}"
         raise DeviceError(f"{session.label}: SNMP error {status} ({int(error_status)}){where}")
     return var_binds
+
+
+def _redacted(device: DeviceSettings, text: str) -> str:
+    # pysnmp's messages are its own business; whatever they quote, the community stays out.
+    return redact(text, [device.auth.community.get_secret_value()])
