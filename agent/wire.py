@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -68,6 +69,13 @@ def _clean_text(value: str) -> str:
     return value
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema counts 445.0 as an integer, so the wire does too; 445.5, "445" and true are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _plausible_time(value: datetime) -> datetime:
     # Compared before any conversion: 0001-01-01T00:00+01:00 has no UTC equivalent.
     if value < EARLIEST_TIMESTAMP:
@@ -84,10 +92,12 @@ def _fits(max_length: int, *, min_length: int = 0) -> StringConstraints:
 
 
 _CLEAN = AfterValidator(_clean_text)
+_WHOLE = BeforeValidator(_whole_number)
 Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 BitsPerSecond = Annotated[float, Field(ge=0, le=MAX_RATE_BPS, allow_inf_nan=False)]
-ByteCount = Annotated[int, Field(ge=0, le=INT63_MAX)]
-Counter = Annotated[int, Field(ge=0, le=UINT64_MAX)]
+ByteCount = Annotated[int, Field(ge=0, le=INT63_MAX), _WHOLE]
+Counter = Annotated[int, Field(ge=0, le=UINT64_MAX), _WHOLE]
+Gauge32 = Annotated[int, Field(ge=0, le=UINT32_MAX), _WHOLE]
 ErrorText = Annotated[str, _fits(MAX_ERROR_CHARS), _CLEAN]
 DeviceName = Annotated[str, _fits(64, min_length=1), _CLEAN]
 Address = Annotated[str, _fits(300, min_length=1), _CLEAN]
@@ -101,7 +111,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    # `kind` has a default for Python callers, but on the wire it picks the model: required.
+    schema["required"] = [*schema.get("required", []), "kind"]
+
+
 class _MeasurementBase(_Strict):
+    model_config = ConfigDict(json_schema_extra=_kind_required)
+
     # The id is minted where the measurement happens, so a retried upload is recognised.
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     measured_at: Timestamp = Field(default_factory=_now)
@@ -119,7 +136,7 @@ class ThroughputTest(_MeasurementBase):
     kind: Literal["throughput"] = "throughput"
     path: Literal["onnet", "internet"]
     server: ServerName
-    streams: int = Field(default=1, ge=1, le=64)
+    streams: Annotated[int, Field(ge=1, le=64), _WHOLE] = 1
     download_bps: BitsPerSecond | None = None
     upload_bps: BitsPerSecond | None = None
     latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
@@ -131,14 +148,14 @@ class ThroughputTest(_MeasurementBase):
 class InterfaceCounters(_Strict):
     """One interface row of an SNMP poll: raw counters as the device reported them."""
 
-    ifindex: int = Field(ge=0, le=INT31_MAX)
+    ifindex: Annotated[int, Field(ge=0, le=INT31_MAX), _WHOLE]
     name: InterfaceName
     octets_in: Counter | None = None
     octets_out: Counter | None = None
     # 64 for ifHCInOctets/ifHCOutOctets, 32 for the ifInOctets fallback: the wrap point.
     counter_bits: Literal[32, 64] = 64
     # ifHighSpeed is a Gauge32 in Mbit/s.
-    speed_mbps: int | None = Field(default=None, ge=0, le=UINT32_MAX)
+    speed_mbps: Gauge32 | None = None
 
 
 class SnmpPoll(_MeasurementBase):
@@ -149,7 +166,7 @@ class SnmpPoll(_MeasurementBase):
     address: Address
     sys_object_id: ObjectId | None = None
     # sysUpTime (TimeTicks) in hundredths of a second; rates use it to detect reboots.
-    sys_uptime_ticks: int | None = Field(default=None, ge=0, le=UINT32_MAX)
+    sys_uptime_ticks: Gauge32 | None = None
     interfaces: list[InterfaceCounters] = Field(
         default_factory=list, max_length=MAX_INTERFACES_PER_POLL
     )

@@ -25,7 +25,16 @@ def with_wire_schemas(app: FastAPI) -> None:
             batch = TypeAdapter(Batch).json_schema(ref_template=REF_TEMPLATE)
             components.update(batch.pop("$defs", {}))
             components["Batch"] = batch
+            _document_speedtest_limit(schema, app.state.settings.speedtest_max_bytes)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_speedtest_limit(schema: dict[str, Any], max_bytes: int) -> None:
+    # The largest download is a setting, so the published maximum is this collector's own.
+    download = schema["paths"]["/api/v1/speedtest/download"]["get"]
+    for parameter in download.get("parameters", []):
+        if parameter["name"] == "bytes":
+            parameter["schema"]["maximum"] = max_bytes

@@ -107,7 +107,7 @@ REFUSED = [
     pytest.param(_interface(speed_mbps=False), "speed_mbps", id="bool-as-int"),
     pytest.param(_interface(ifindex="7"), "ifindex", id="string-as-int"),
     pytest.param(_throughput(download_bps="5e8"), "download_bps", id="string-as-float"),
-    pytest.param(_throughput(streams=1.0), "streams", id="float-as-int"),
+    pytest.param(_throughput(streams=1.5), "streams", id="fraction-as-int"),
 ]
 
 

@@ -24,7 +24,19 @@ async def ping(agent: AgentDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/download", responses=error_responses(401, 422))
+@router.get(
+    "/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`bytes` incompressible bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **error_responses(401, 422),
+    },
+)
 async def download(
     request: Request, agent: AgentDep, size: Annotated[int, Query(alias="bytes", ge=1)]
 ) -> StreamingResponse:

@@ -1,0 +1,29 @@
+"""Schemathesis hooks (loaded through SCHEMATHESIS_HOOKS): timestamps the collector can accept.
+
+JSON Schema's `date-time` cannot say "not before 2000, not more than 10 minutes ahead", the
+collector's documented plausibility rule, so schema-valid data is generated inside that window
+with assorted UTC offsets. Everything else is generated from the schema as published.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import schemathesis
+from hypothesis import strategies as st
+
+from agent.wire import EARLIEST_TIMESTAMP
+
+_offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+_instants = st.datetimes(
+    min_value=EARLIEST_TIMESTAMP.replace(tzinfo=None),
+    max_value=datetime.now(UTC).replace(tzinfo=None),
+)
+plausible_timestamps = st.builds(
+    lambda instant, offset: instant.replace(tzinfo=UTC).astimezone(offset).isoformat(),
+    _instants,
+    _offsets,
+)
+schemathesis.openapi.format("date-time", plausible_timestamps)
