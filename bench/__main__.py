@@ -9,12 +9,13 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import onnet, snmp_poll
+from bench import load, onnet, snmp_poll
 from bench._common import Figure, say
 
 BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
     ("snmp", snmp_poll.run),
     ("onnet", onnet.run),
+    ("load", load.run),
 ]
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real: SNMP tools, Prometheus and
-# promtool, iperf3, iproute2 (ip netns, tc). Idempotent: does nothing when all are present.
+# promtool, iperf3, iproute2 (ip netns, tc), wrk (the collector load test). Idempotent: does
+# nothing when all are present.
 set -euo pipefail
 
-PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager)
+PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
