@@ -54,15 +54,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    import uvicorn
-
+    # Imported here: the other commands need neither the app nor uvicorn.
     from collector.app import create_app
+    from collector.server import serve
 
-    uvicorn.run(
+    serve(
         create_app(settings),
+        settings,
         host=args.host or settings.host,
         port=settings.port if args.port is None else args.port,
-        log_level="info",
     )
     return 0
 

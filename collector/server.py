@@ -1,0 +1,330 @@
+"""The collector's HTTP server: uvicorn, with deadlines for slow clients and a connection limit.
+
+Left to itself uvicorn (h11) gives a client unlimited time to send a request head or a body,
+and accepts connections until accept() fails for want of file descriptors: 2,000 half-open
+connections were held for as long as their clients liked, and under the default 1,024 open
+files 1,100 of them made accept() fail. `readynet-collector serve` and the test servers both
+build their server here, so the tests run what production runs:
+
+- Head deadline: a request head must be complete within `header_timeout_s` of the connection
+  opening or of the previous response on it. Bytes trickling in do not extend it (slowloris). A
+  connection that misses it is closed without an answer.
+- Body deadline (`BodyDeadline`): a pause longer than `body_idle_timeout_s` between two pieces
+  of a body, or a body that falls below `body_min_bytes_per_s` on average once that grace has
+  passed (Apache mod_reqtimeout's rule), is answered 408 with a fixed detail and the connection
+  is closed.
+- Connection limit: while `max_connections` are open, a new connection is answered 503 with
+  `Retry-After` at once, before its request is read, and closed. A flood then costs one
+  short-lived descriptor per connection and never starves accept().
+- Open files: `serve` raises the soft RLIMIT_NOFILE to the hard limit, and `build_config`
+  lowers `max_connections` if the open-files limit still cannot hold them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import uvicorn
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from collector.api.errors import BODY_TIMEOUT, TOO_MANY_CONNECTIONS
+from collector.settings import CollectorSettings
+
+# uvicorn's own logger, so these lines land in the server log in the server's format.
+logger = logging.getLogger("uvicorn.error")
+
+RETRY_AFTER_S = 5
+# Descriptors kept out of max_connections: listening socket, database pool, logs, event loop.
+RESERVED_FILES = 64
+# Where the soft limit goes when the hard one is unlimited (Linux's default fs.nr_open).
+UNLIMITED_FILES_TARGET = 1 << 20
+
+_REFUSAL_BODY = json.dumps({"detail": TOO_MANY_CONNECTIONS}).encode()
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: application/json\r\n"
+    b"retry-after: %d\r\n"
+    b"connection: close\r\n"
+    b"content-length: %d\r\n"
+    b"\r\n%s"
+) % (RETRY_AFTER_S, len(_REFUSAL_BODY), _REFUSAL_BODY)
+
+
+@dataclass(frozen=True)
+class TransportLimits:
+    """The settings that bound what one client can hold on to; see the module docstring."""
+
+    header_timeout_s: float
+    body_idle_timeout_s: float
+    body_min_bytes_per_s: float
+    max_connections: int
+    keep_alive_s: int
+
+    @classmethod
+    def from_settings(cls, settings: CollectorSettings) -> TransportLimits:
+        return cls(
+            header_timeout_s=settings.header_timeout_s,
+            body_idle_timeout_s=settings.body_idle_timeout_s,
+            body_min_bytes_per_s=settings.body_min_bytes_per_s,
+            max_connections=settings.max_connections,
+            keep_alive_s=settings.keep_alive_s,
+        )
+
+
+@dataclass(frozen=True)
+class OpenFilesLimit:
+    before: int
+    soft: int
+    hard: int
+
+
+def raise_open_files_limit() -> OpenFilesLimit:
+    """Lift this process's soft RLIMIT_NOFILE to its hard limit: each connection holds one."""
+    before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_FILES_TARGET if hard == resource.RLIM_INFINITY else hard
+    if before != resource.RLIM_INFINITY and before < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # the kernel's fs.nr_open is lower: keep what we have, build_config adapts
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return OpenFilesLimit(before=before, soft=soft, hard=hard)
+
+
+def connections_that_fit(max_connections: int, open_files: int) -> int:
+    """`max_connections`, lowered so that they and RESERVED_FILES fit in `open_files`."""
+    if open_files == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, open_files - RESERVED_FILES))
+
+
+class _Refusals:
+    """Whether a server is at its connection limit, so the log says so once per episode."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.count = 0
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-head deadline and a connection limit.
+
+    uvicorn makes one instance per connection; bind limits with `guarded_protocol(limits)`.
+    """
+
+    LIMITS: ClassVar[TransportLimits]
+    REFUSALS: ClassVar[_Refusals]
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._refused = False
+        self._head_deadline: asyncio.TimerHandle | None = None
+        # The request cycle current when the deadline was armed: a new one means a head arrived.
+        self._cycle_at_arming: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.LIMITS.max_connections:
+            self._refuse(transport)
+            return
+        if self.REFUSALS.active:
+            logger.info("below max_connections again; %d refused", self.REFUSALS.count)
+            self.REFUSALS.active, self.REFUSALS.count = False, 0
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        self._refused = True
+        if not self.REFUSALS.active:
+            logger.warning(
+                "%d connections open (max_connections): answering new ones 503",
+                len(self.connections),
+            )
+            self.REFUSALS.active = True
+        self.REFUSALS.count += 1
+        # Answered before the request is read. Should the request arrive before the close, the
+        # close becomes a reset, but the 503 is already in the client's receive buffer.
+        transport.write(REFUSAL)
+        transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        if not self._refused:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        self._disarm_once_head_parsed()
+
+    def on_response_complete(self) -> None:
+        # Armed before uvicorn parses a pipelined request, so that one disarms it.
+        self._arm_head_deadline()
+        super().on_response_complete()
+        self._disarm_once_head_parsed()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._cycle_at_arming = self.cycle
+        self._head_deadline = self.loop.call_later(
+            self.LIMITS.header_timeout_s, self._head_deadline_passed
+        )
+
+    def _disarm_once_head_parsed(self) -> None:
+        if self.cycle is not self._cycle_at_arming:
+            self._disarm_head_deadline()
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_deadline_passed(self) -> None:
+        self._head_deadline = None
+        if self.cycle is self._cycle_at_arming and not self.transport.is_closing():
+            logger.debug("%s: no complete request head in time; closing", self.client)
+            self.transport.close()
+
+
+def guarded_protocol(limits: TransportLimits) -> type[GuardedH11Protocol]:
+    """A protocol class for `uvicorn.Config(http=...)`, bound to `limits` and one server."""
+
+    class BoundGuardedH11Protocol(GuardedH11Protocol):
+        LIMITS = limits
+        REFUSALS = _Refusals()
+
+    return BoundGuardedH11Protocol
+
+
+class _BodyTimedOut(HTTPException):
+    # An HTTPException on purpose: FastAPI re-raises those from body reading (others become a
+    # 400 "error parsing the body"), and its handler answers with our detail and headers.
+    def __init__(self) -> None:
+        super().__init__(408, BODY_TIMEOUT, headers={"Connection": "close"})
+
+
+class _BodyClock:
+    """One request's `receive`, held to the body deadline until the body is complete."""
+
+    def __init__(self, receive: Receive, *, idle_timeout_s: float, min_bytes_per_s: float) -> None:
+        self._receive = receive
+        self._idle_timeout_s = idle_timeout_s
+        self._min_bytes_per_s = min_bytes_per_s
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+        self._received = 0
+        self._complete = False
+
+    async def receive(self) -> Message:
+        if self._complete:
+            # Only http.disconnect comes after the body, and apps may wait for it as long as
+            # they like (streaming responses do).
+            return await self._receive()
+        allowed_until = (
+            self._started + self._idle_timeout_s + self._received / self._min_bytes_per_s
+        )
+        timeout = min(self._idle_timeout_s, allowed_until - self._loop.time())
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                message = await self._receive()
+        except TimeoutError:
+            raise _BodyTimedOut from None
+        self._received += len(message.get("body", b""))
+        self._complete = not message.get("more_body", False)
+        return message
+
+
+class BodyDeadline:
+    """ASGI middleware: answer 408 and close the connection when a request body stalls or trickles.
+
+    The app reads the body as usual; a read that misses the deadline raises an HTTPException,
+    which FastAPI answers `{"detail": BODY_TIMEOUT}` with `Connection: close`. Should the app let
+    it through, this middleware answers the same.
+    """
+
+    def __init__(self, app: ASGIApp, *, idle_timeout_s: float, min_bytes_per_s: float) -> None:
+        self._app = app
+        self._idle_timeout_s = idle_timeout_s
+        self._min_bytes_per_s = min_bytes_per_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        clock = _BodyClock(
+            receive, idle_timeout_s=self._idle_timeout_s, min_bytes_per_s=self._min_bytes_per_s
+        )
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, clock.receive, tracking_send)
+        except _BodyTimedOut as exc:
+            if response_started:
+                raise
+            response = JSONResponse({"detail": exc.detail}, status_code=408, headers=exc.headers)
+            await response(scope, receive, send)
+
+
+def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> uvicorn.Config:
+    """The uvicorn config serving `app` within `settings`' limits; `options` go to uvicorn as is.
+
+    Call `raise_open_files_limit()` first: `max_connections` is fitted to the open-files limit
+    in force now.
+    """
+    limits = TransportLimits.from_settings(settings)
+    open_files, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fitted = replace(
+        limits, max_connections=connections_that_fit(limits.max_connections, open_files)
+    )
+    config = uvicorn.Config(
+        BodyDeadline(
+            app,
+            idle_timeout_s=limits.body_idle_timeout_s,
+            min_bytes_per_s=limits.body_min_bytes_per_s,
+        ),
+        http=guarded_protocol(fitted),
+        timeout_keep_alive=limits.keep_alive_s,
+        **options,
+    )
+    # Logged after uvicorn.Config, which sets up logging.
+    if fitted.max_connections < limits.max_connections:
+        logger.warning(
+            "max_connections lowered from %d to %d to fit the open-files limit (%d)",
+            limits.max_connections,
+            fitted.max_connections,
+            open_files,
+        )
+    return config
+
+
+def serve(app: ASGIApp, settings: CollectorSettings, *, host: str, port: int) -> None:
+    """Serve `app` until stopped, as `readynet-collector serve` does."""
+    open_files = raise_open_files_limit()
+    config = build_config(app, settings, host=host, port=port, log_level="info")
+    logger.info(
+        "open files limit %d (was %d, hard limit %d)",
+        open_files.soft,
+        open_files.before,
+        open_files.hard,
+    )
+    uvicorn.Server(config).run()
