@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
-import anyio.to_thread
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi import FastAPI
 
 from collector import __version__
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
 from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
-from collector.api.routes import health, results, schools, speedtest
-from collector.metrics import StoreCollector
+from collector.api.routes import health, metrics, results, schools, speedtest
+from collector.readiness.board import ReadinessBoard
 from collector.readiness.targets import load_profile
 from collector.settings import CollectorSettings
 from collector.store.db import make_engine, make_session_factory
@@ -55,8 +52,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.target_profile = load_profile(settings.target_profile)
     # Random bytes defeat compression on any middlebox between school and district.
     app.state.speedtest_payload = os.urandom(SPEEDTEST_PAYLOAD_BYTES)
-    _mount_metrics(app)
-    for module in (health, results, schools, speedtest):
+    app.state.board = ReadinessBoard(app.state.target_profile, days=settings.readiness_window_days)
+    # Scrapes take turns on their reserved connection instead of queueing behind ingest.
+    app.state.scrape_limiter = anyio.CapacityLimiter(1)
+    for module in (health, metrics, results, schools, speedtest):
         app.include_router(module.router)
     install_error_handlers(app)
     # Only result posts are limited: on-net upload tests are meant to be large.
@@ -65,18 +64,3 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     )
     with_wire_schemas(app)
     return app
-
-
-def _mount_metrics(app: FastAPI) -> None:
-    registry = CollectorRegistry()
-    registry.register(StoreCollector(app.state.session_factory, app.state.target_profile))
-    app.state.registry = registry
-    scrape_limiter = anyio.CapacityLimiter(1)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        # Scrapes take turns on their reserved connection instead of queueing behind ingest.
-        body: Any = await anyio.to_thread.run_sync(
-            generate_latest, registry, limiter=scrape_limiter
-        )
-        return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -24,6 +24,10 @@ class CollectorSettings(BaseSettings):
     # Database work that may run at once (the store gate); the rest queues in arrival order.
     # The connection pool is sized above it, so requests never wait on each other for one.
     db_workers: int = Field(default=8, ge=1, le=64)
+    # Readiness is judged on the tests of the last this many days.
+    readiness_window_days: int = Field(default=30, ge=1, le=3650)
+    # Interfaces in the default /metrics scrape; past it, each device's busiest ones only.
+    metrics_interface_budget: int = Field(default=20_000, ge=0)
 
     # Transport limits (collector/server.py): slow clients and connection floods.
     # A request head must be complete within this many seconds of the connection opening or of
@@ -37,3 +41,18 @@ class CollectorSettings(BaseSettings):
     max_connections: int = Field(default=4096, ge=1)
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_s: int = Field(default=5, ge=1)
+
+    # Per-agent speed-test limits (collector/api/speedtest_limits.py); beyond them, 429 with
+    # Retry-After. speedtest_max_bytes above also caps one upload (413 beyond it).
+    # Transfers open at once per agent and direction: the agent allows up to 16 streams.
+    speedtest_max_streams: int = Field(default=16, ge=1)
+    # Bytes one agent may move each way per rolling window. A 15 s test at 1 Gbit/s moves
+    # 1.9 GB each way; the agent's timer runs at most every 15 minutes, so one test per window
+    # always fits, with a third to spare, while a runaway client gets 2.5 GB per 10 minutes.
+    speedtest_window_s: float = Field(default=600, gt=0)
+    speedtest_download_budget_bytes: int = Field(default=2_500_000_000, ge=1)
+    speedtest_upload_budget_bytes: int = Field(default=2_500_000_000, ge=1)
+    # A transfer moving less than this over a whole rate window is cut off (8 kB/s per stream is
+    # 0.5 Mbit/s over 8 streams, far below any target), freeing its stream and buffers.
+    speedtest_min_bytes_per_s: float = Field(default=8000, gt=0)
+    speedtest_rate_window_s: float = Field(default=5, gt=0)

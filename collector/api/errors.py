@@ -19,6 +19,7 @@ INVALID_PAYLOAD = "invalid payload"
 BAD_TOKEN = "invalid or missing agent token"
 BODY_TOO_LARGE = "request body too large"
 UNKNOWN_SCHOOL = "unknown school"
+UNKNOWN_DISTRICT = "unknown district"
 UNSUPPORTED_ENCODING = "unsupported content encoding: send the body uncompressed"
 DATABASE_UNAVAILABLE = "database unavailable"
 
@@ -89,3 +90,7 @@ def install_error_handlers(app: FastAPI) -> None:
 # Transport limits (collector/server.py).
 BODY_TIMEOUT = "request body not received in time"
 TOO_MANY_CONNECTIONS = "too many open connections"
+
+# Per-agent speed-test limits (collector/api/speedtest_limits.py), answered 429.
+SPEEDTEST_STREAMS = "too many speed-test transfers open for this agent"
+SPEEDTEST_BUDGET = "speed-test byte budget of this agent used up for now"

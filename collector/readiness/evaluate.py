@@ -5,12 +5,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from collector.readiness.targets import Target, TargetProfile
 
 Verdict = Literal["meets", "below", "inconclusive"]
-MEASURE = "median download of successful throughput tests"
+MEASURE = "median download of successful throughput tests inside the window"
 # SETDA and FCC targets are about contracted capacity; a speed test measures the experience.
 BASIS = "measured throughput, not contracted capacity"
 
@@ -24,6 +25,28 @@ class SchoolFacts:
 
     def users(self, denominator: str) -> int:
         return self.students + self.staff if denominator == "students_staff" else self.students
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What a school's successful throughput tests inside the readiness window add up to.
+
+    Only the window counts: a school whose circuit was upgraded last week is judged on its
+    new circuit, not on a median that still remembers the old one.
+    """
+
+    start: datetime
+    days: int
+    tests: int
+    median_download_bps: float | None
+    paths: tuple[str, ...]
+
+    @classmethod
+    def from_downloads(
+        cls, *, start: datetime, days: int, downloads_bps: Sequence[float], paths: Sequence[str]
+    ) -> WindowStats:
+        median = statistics.median(downloads_bps) if downloads_bps else None
+        return cls(start, days, len(downloads_bps), median, tuple(sorted(set(paths))))
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,8 @@ class Readiness:
     profile: str
     denominator: str
     users: int
+    window_days: int
+    window_start: datetime
     tests: int
     min_tests: int
     paths: list[str]
@@ -54,22 +79,19 @@ class Readiness:
 
 
 def evaluate_school(
-    *,
-    school: SchoolFacts,
-    downloads_bps: Sequence[float],
-    paths: Sequence[str],
-    profile: TargetProfile,
+    *, school: SchoolFacts, window: WindowStats, profile: TargetProfile
 ) -> Readiness:
-    """Give each target of `profile` a verdict for `school` from its measured downloads."""
+    """Give each target of `profile` a verdict for `school` from its tests inside `window`."""
     users = school.users(profile.denominator)
-    measured_mbps = statistics.median(downloads_bps) / 1e6 if downloads_bps else None
+    measured_mbps = None if window.median_download_bps is None else window.median_download_bps / 1e6
     verdicts = [
         _judge(
             target=target,
             users=users,
             measured_mbps=measured_mbps,
-            tests=len(downloads_bps),
+            tests=window.tests,
             min_tests=profile.min_tests,
+            days=window.days,
         )
         for target in profile.targets
     ]
@@ -79,9 +101,11 @@ def evaluate_school(
         profile=profile.name,
         denominator=profile.denominator,
         users=users,
-        tests=len(downloads_bps),
+        window_days=window.days,
+        window_start=window.start,
+        tests=window.tests,
         min_tests=profile.min_tests,
-        paths=sorted(set(paths)),
+        paths=list(window.paths),
         measure=MEASURE,
         basis=BASIS,
         targets=verdicts,
@@ -89,7 +113,13 @@ def evaluate_school(
 
 
 def _judge(
-    *, target: Target, users: int, measured_mbps: float | None, tests: int, min_tests: int
+    *,
+    target: Target,
+    users: int,
+    measured_mbps: float | None,
+    tests: int,
+    min_tests: int,
+    days: int,
 ) -> TargetVerdict:
     required_mbps = target.mbps_per_1000_users * users / 1000
     verdict: Verdict
@@ -98,8 +128,8 @@ def _judge(
     elif measured_mbps is None or tests < min_tests:
         verdict = "inconclusive"
         reason = (
-            f"only {tests} of the {min_tests} tests needed: test each school {min_tests}+ "
-            "times on various days and times"
+            f"only {tests} of the {min_tests} tests needed in the last {days} days: test each "
+            f"school {min_tests}+ times on various days and times"
         )
     elif measured_mbps >= required_mbps:
         verdict = "meets"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -18,15 +17,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     Uuid,
 )
-from sqlalchemy.engine.interfaces import Dialect as _Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeEngine
 
 
 def utcnow() -> datetime:
@@ -53,31 +52,43 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Counter64(TypeDecorator[int]):
-    """An unsigned 64-bit SNMP counter, exact on every backend.
+    """An unsigned 64-bit SNMP counter, exact on every backend, in 8 bytes.
 
-    BIGINT is signed (tops out at 2**63-1) and SQLite's NUMERIC turns large integers into floats,
-    so PostgreSQL gets NUMERIC(20) and SQLite gets the decimal digits as text.
+    Both backends' 64-bit integers are signed, so the counter's bit pattern is stored as is:
+    values from 2**63 up come back from the column negative and are turned back here. Counters
+    are never ordered or summed in SQL, so the signed order does not matter.
     """
 
-    impl = Numeric(20, 0)
+    impl = BigInteger
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: _Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(20))
-        return dialect.type_descriptor(Numeric(20, 0))
-
-    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> int | None:
         if value is None:
             return None
-        return str(value) if dialect.name == "sqlite" else value
+        return value - 2**64 if value >= 2**63 else value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
-        return None if value is None else int(value)
+    def process_result_value(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return value + 2**64 if value < 0 else value
+
+
+# 64-bit keys for tables that grow with measurements; SQLite's rowid alias must be INTEGER.
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class District(Base):
+    """A school district: the unit Prometheus scrapes interface detail by."""
+
+    __tablename__ = "districts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class School(Base):
@@ -85,6 +96,9 @@ class School(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    district_id: Mapped[int | None] = mapped_column(
+        ForeignKey("districts.id"), nullable=True, index=True
+    )
     students: Mapped[int] = mapped_column(Integer)
     staff: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -111,6 +125,10 @@ class Measurement(Base):
     __tablename__ = "measurements"
     __table_args__ = (
         Index("ix_measurements_school_kind_time", "school_id", "kind", "measured_at"),
+        # The readiness window of every school at once: one range scan per kind.
+        Index("ix_measurements_kind_time", "kind", "measured_at"),
+        # What arrived since the last readiness refresh.
+        Index("ix_measurements_kind_received", "kind", "received_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -139,28 +157,66 @@ class ThroughputResult(Base):
     duration_s: Mapped[float] = mapped_column(Float)
 
 
+class Device(Base):
+    """A polled device of a school, with pointers to its newest polls.
+
+    Kept current at ingest, so "the newest poll of every device" is one join, whatever the
+    history holds. Newest means latest `ordered_at` (see SnmpPollResult), so a device clock
+    running ahead cannot pin an old poll as the newest.
+    """
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("school_id", "name", name="uq_devices_school_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    last_poll_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_ok_poll_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
 class SnmpPollResult(Base):
     __tablename__ = "snmp_polls"
-
-    measurement_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    __table_args__ = (
+        PrimaryKeyConstraint("poll_id", name="pk_snmp_polls"),
+        Index("ix_snmp_polls_device_time", "device_id", "ordered_at"),
     )
-    device: Mapped[str] = mapped_column(String(64))
+
+    poll_id: Mapped[int] = mapped_column(BigId, autoincrement=True)
+    measurement_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), unique=True
+    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     address: Mapped[str] = mapped_column(String(300))
     sys_object_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     sys_uptime_ticks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # min(measured_at, received_at): when the poll counts as taken for "newest" questions.
+    ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class InterfaceSample(Base):
-    __tablename__ = "interface_samples"
+    """One interface of one poll: 8-byte keys and counters, no per-row surrogate id.
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    measurement_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("measurements.id", ondelete="CASCADE"), index=True
+    The key is the poll and the row's position in it (not ifIndex: a device may report the same
+    ifIndex twice, and a poll is stored as the device answered). On SQLite the rows live in the
+    key's own b-tree (WITHOUT ROWID), so no second index is kept.
+    """
+
+    __tablename__ = "interface_samples"
+    __table_args__ = (
+        PrimaryKeyConstraint("poll_id", "seq", name="pk_interface_samples"),
+        {"sqlite_with_rowid": False},
     )
-    ifindex: Mapped[int] = mapped_column(BigInteger)
+
+    poll_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("snmp_polls.poll_id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    ifindex: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     octets_in: Mapped[int | None] = mapped_column(Counter64, nullable=True)
     octets_out: Mapped[int | None] = mapped_column(Counter64, nullable=True)
-    counter_bits: Mapped[int] = mapped_column(Integer)
+    counter_bits: Mapped[int] = mapped_column(SmallInteger)
     speed_mbps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

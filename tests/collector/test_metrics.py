@@ -1,17 +1,27 @@
-"""GET /metrics: computed from the database at scrape time, readable by Prometheus."""
+"""GET /metrics and its service discovery: what Prometheus sees, on both databases.
+
+Each case here was a way the metrics lied: duplicate series for two interfaces sharing an
+ifName, a future-dated poll pinning stale counters, a dead device showing its last good values,
+an enrolled agent with no series, and readiness that remembered every test ever stored.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
-from tests.fixtures.collector import RunningCollector
+from agent.wire import Batch, InterfaceCounters, Measurement, SnmpPoll, ThroughputTest
+from collector.store.models import District, School
+from tests.fixtures.collector import RunningCollector, run_collector
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    response = httpx.get(f"{url}/metrics")
-    assert response.status_code == 200
+def _samples(url: str, **params: str) -> Samples:
+    response = httpx.get(f"{url}/metrics", params=params)
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -24,7 +34,31 @@ def _labels(**labels: str) -> frozenset[tuple[str, str]]:
     return frozenset(labels.items())
 
 
-def test_metrics_follow_the_database(collector: RunningCollector) -> None:
+def _post(collector: RunningCollector, token: str, *measurements: Measurement) -> None:
+    response = httpx.post(
+        f"{collector.url}/api/v1/results",
+        content=Batch(measurements=list(measurements)).model_dump_json(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def _poll(octets_in: int, *, at: datetime | None = None, **changes: object) -> SnmpPoll:
+    interface = InterfaceCounters(
+        ifindex=1, name="Gi0/1", octets_in=octets_in, octets_out=9000, speed_mbps=1000
+    )
+    return SnmpPoll(
+        device="core",
+        address="127.0.0.1:161",
+        sys_uptime_ticks=7000,
+        interfaces=[interface],
+        measured_at=at or datetime.now(UTC),
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def test_metrics_follow_the_database(collector_any_db: RunningCollector) -> None:
+    collector = collector_any_db
     school_id = collector.add_school("Lincoln", students=900, staff=100)
     token = collector.enroll(school_id, name="pi-lincoln")
     assert _samples(collector.url)[("readynet_agents", frozenset())] == 1
@@ -33,51 +67,184 @@ def test_metrics_follow_the_database(collector: RunningCollector) -> None:
         ThroughputTest(path="onnet", server="x", download_bps=mbps * 1e6)
         for mbps in range(100, 112)
     ]
-    older = SnmpPoll(
-        device="core",
-        address="127.0.0.1:161",
-        sys_uptime_ticks=1000,
-        interfaces=[InterfaceCounters(ifindex=1, name="Gi0/1", octets_in=10, octets_out=20)],
-    )
-    newer = SnmpPoll(
-        device="core",
-        address="127.0.0.1:161",
-        sys_uptime_ticks=7000,
-        interfaces=[
-            InterfaceCounters(
-                ifindex=1, name="Gi0/1", octets_in=5000, octets_out=9000, speed_mbps=1000
-            )
-        ],
-    )
-    failed = SnmpPoll(device="core", address="127.0.0.1:161", error="timeout")
-    batch = Batch(measurements=[*tests, older, newer, failed])
-    response = httpx.post(
-        f"{collector.url}/api/v1/results",
-        content=batch.model_dump_json(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    assert response.status_code == 200
-
+    _post(collector, token, *tests, _poll(10), _poll(5000))
     samples = _samples(collector.url)
     school = {"school": "Lincoln"}
     assert samples[("readynet_school_users", _labels(**school))] == 1000
-    assert samples[("readynet_school_throughput_tests_total", _labels(**school))] == 12
-    assert samples[("readynet_school_download_median_bps", _labels(**school))] == 105.5e6
+    assert samples[("readynet_school_window_tests", _labels(**school))] == 12
+    assert samples[("readynet_school_download_median_bits_per_second", _labels(**school))] == (
+        105.5e6
+    )
+    info = _labels(school="Lincoln", school_id=str(school_id), district="")
+    assert samples[("readynet_school_info", info)] == 1
     target = {"school": "Lincoln", "profile": "setda-2012", "target": "internet-2014-15"}
-    assert samples[("readynet_school_required_bps", _labels(**target))] == 100e6
+    assert samples[("readynet_school_required_bits_per_second", _labels(**target))] == 100e6
     assert samples[("readynet_school_readiness", _labels(**target, verdict="meets"))] == 1
     assert samples[("readynet_school_readiness", _labels(**target, verdict="below"))] == 0
     target_2017 = {**target, "target": "internet-2017-18"}
     assert samples[("readynet_school_readiness", _labels(**target_2017, verdict="below"))] == 1
-    iface = {"school": "Lincoln", "device": "core", "ifname": "Gi0/1"}
-    # The newest successful poll wins; the failed one after it is ignored.
-    assert samples[("readynet_interface_received_octets_total", _labels(**iface))] == 5000
-    assert samples[("readynet_interface_transmitted_octets_total", _labels(**iface))] == 9000
-    assert samples[("readynet_interface_speed_bps", _labels(**iface))] == 1e9
-    assert (
-        samples[("readynet_device_uptime_seconds", _labels(school="Lincoln", device="core"))] == 70
-    )
+    iface = {"school": "Lincoln", "device": "core", "ifindex": "1", "ifname": "Gi0/1"}
+    assert samples[("readynet_interface_received_bytes_total", _labels(**iface))] == 5000
+    assert samples[("readynet_interface_transmitted_bytes_total", _labels(**iface))] == 9000
+    assert samples[("readynet_interface_speed_bits_per_second", _labels(**iface))] == 1e9
+    device = _labels(school="Lincoln", device="core")
+    assert samples[("readynet_device_up", device)] == 1
+    boot = samples[("readynet_device_boot_time_seconds", device)]
+    assert abs(boot - (datetime.now(UTC).timestamp() - 70)) < 30
     seen = samples[
         ("readynet_agent_last_seen_timestamp_seconds", _labels(agent="pi-lincoln", **school))
     ]
     assert seen > 1.7e9
+    assert samples[("readynet_readiness_window_seconds", frozenset())] == 30 * 86400
+    assert any(name == "readynet_build_info" for name, _ in samples)
+
+
+def test_a_device_whose_polls_fail_is_down_and_keeps_no_fresh_values(
+    collector_any_db: RunningCollector,
+) -> None:
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school("Lincoln"))
+    _post(collector, token, _poll(5000))
+    before = _samples(collector.url)
+    device = _labels(school="Lincoln", device="core")
+    assert before[("readynet_device_up", device)] == 1
+    _post(collector, token, SnmpPoll(device="core", address="127.0.0.1:161", error="timeout"))
+    after = _samples(collector.url)
+    assert after[("readynet_device_up", device)] == 0
+    last_poll = ("readynet_device_last_poll_timestamp_seconds", device)
+    assert after[last_poll] > before[last_poll]
+
+
+def test_interfaces_sharing_an_ifname_are_separate_series(collector: RunningCollector) -> None:
+    """A HiveOS AP reports `wifi1.1` at ifIndex 20 and 21."""
+    token = collector.enroll(collector.add_school("Lincoln"))
+    poll = SnmpPoll(
+        device="ap",
+        address="127.0.0.1:161",
+        interfaces=[
+            InterfaceCounters(ifindex=20, name="wifi1.1", octets_in=111),
+            InterfaceCounters(ifindex=21, name="wifi1.1", octets_in=222),
+        ],
+    )
+    _post(collector, token, poll)
+    samples = _samples(collector.url)
+    values = {
+        dict(labels)["ifindex"]: value
+        for (name, labels), value in samples.items()
+        if name == "readynet_interface_received_bytes_total"
+    }
+    assert values == {"20": 111, "21": 222}
+
+
+def test_a_clock_running_ahead_cannot_pin_the_newest_poll(
+    collector_any_db: RunningCollector,
+) -> None:
+    """Before: the poll with the latest measured_at won, so one fast clock froze the counters."""
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school("Lincoln"))
+    ahead = datetime.now(UTC) + timedelta(minutes=9)
+    _post(collector, token, _poll(100, at=ahead))
+    _post(collector, token, _poll(200))
+    iface = _labels(school="Lincoln", device="core", ifindex="1", ifname="Gi0/1")
+    assert _samples(collector.url)[("readynet_interface_received_bytes_total", iface)] == 200
+
+
+def test_every_enrolled_agent_has_series_from_enrolment_on(collector: RunningCollector) -> None:
+    collector.enroll(collector.add_school("Lincoln"), name="pi-new")
+    samples = _samples(collector.url)
+    agent = _labels(agent="pi-new", school="Lincoln")
+    assert samples[("readynet_agent_last_seen_timestamp_seconds", agent)] == 0
+    assert samples[("readynet_agent_enrolled_timestamp_seconds", agent)] > 1.7e9
+
+
+def test_readiness_counts_only_the_window(collector_any_db: RunningCollector) -> None:
+    """A school whose circuit was upgraded is judged on the new circuit, not on months ago."""
+    collector = collector_any_db
+    school_id = collector.add_school("Lincoln", students=450, staff=50)  # needs 50/500 Mbps
+    token = collector.enroll(school_id)
+    old = datetime.now(UTC) - timedelta(days=40)
+    _post(
+        collector,
+        token,
+        *[
+            ThroughputTest(path="onnet", server="x", download_bps=10e6, measured_at=old)
+            for _ in range(30)
+        ],
+    )
+    readiness = httpx.get(f"{collector.url}/api/v1/schools/{school_id}/readiness").json()
+    assert (readiness["tests"], readiness["window_days"]) == (0, 30)
+    _post(
+        collector,
+        token,
+        *[ThroughputTest(path="onnet", server="x", download_bps=600e6) for _ in range(10)],
+    )
+    readiness = httpx.get(f"{collector.url}/api/v1/schools/{school_id}/readiness").json()
+    assert readiness["tests"] == 10
+    assert [t["verdict"] for t in readiness["targets"]] == ["meets", "meets"]
+    school = _labels(school="Lincoln")
+    assert _samples(collector.url)[("readynet_school_window_tests", school)] == 10
+
+
+def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
+    with run_collector(database_url, metrics_interface_budget=2) as collector:
+        north = collector.add_school("North Elementary")
+        south = collector.add_school("South Elementary")
+        with collector.sessions() as session:
+            district = District(name="Springfield USD")
+            session.add(district)
+            session.flush()
+            session.get_one(School, north).district_id = district.id
+            session.commit()
+            district_id = district.id
+        for school in (north, south):
+            poll = SnmpPoll(
+                device="core",
+                address="127.0.0.1:161",
+                interfaces=[
+                    InterfaceCounters(ifindex=1, name="uplink", octets_in=9_000_000),
+                    InterfaceCounters(ifindex=2, name="access", octets_in=10),
+                ],
+            )
+            _post(collector, collector.enroll(school), poll)
+
+        # The default scrape keeps to the budget: one interface per device, the busiest.
+        default = _samples(collector.url)
+        shown = {
+            (dict(labels)["school"], dict(labels)["ifname"])
+            for name, labels in default
+            if name == "readynet_interface_received_bytes_total"
+        }
+        assert shown == {("North Elementary", "uplink"), ("South Elementary", "uplink")}
+        assert default[("readynet_metrics_interfaces_omitted", frozenset())] == 2
+
+        detail = _samples(collector.url, district=str(district_id))
+        assert {dict(labels)["school"] for _, labels in detail} == {"North Elementary"}
+        assert len([n for n, _ in detail if n == "readynet_interface_received_bytes_total"]) == 2
+        orphans = _samples(collector.url, district="none")
+        assert {dict(labels)["school"] for _, labels in orphans} == {"South Elementary"}
+        assert not any(
+            name.startswith("readynet_interface_")
+            for name, _ in _samples(collector.url, interfaces="none")
+        )
+        assert httpx.get(f"{collector.url}/metrics", params={"district": "999"}).status_code == 404
+
+        targets = httpx.get(f"{collector.url}/api/v1/metrics/targets").json()
+        host = f"127.0.0.1:{collector.server.port}"
+        assert targets == [
+            {
+                "targets": [host],
+                "labels": {
+                    "__metrics_path__": "/metrics",
+                    "__param_district": str(district_id),
+                    "district": "Springfield USD",
+                },
+            },
+            {
+                "targets": [host],
+                "labels": {
+                    "__metrics_path__": "/metrics",
+                    "__param_district": "none",
+                    "district": "",
+                },
+            },
+        ]

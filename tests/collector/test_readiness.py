@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from collector.readiness.evaluate import SchoolFacts, evaluate_school
+from collector.readiness.evaluate import Readiness, SchoolFacts, WindowStats, evaluate_school
 from collector.readiness.targets import UnknownProfile, available_profiles, load_profile
 
 SETDA = load_profile("setda-2012")
 SCHOOL = SchoolFacts(school_id=1, name="Lincoln", students=450, staff=50)  # 500 users
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _evaluate(school: SchoolFacts, downloads_bps: list[float]) -> Readiness:
+    window = WindowStats.from_downloads(
+        start=START, days=30, downloads_bps=downloads_bps, paths=["onnet"] * len(downloads_bps)
+    )
+    return evaluate_school(school=school, window=window, profile=SETDA)
 
 
 def test_setda_2012_profile_holds_the_published_numbers() -> None:
@@ -41,12 +51,7 @@ def test_unknown_profile_is_named() -> None:
     ],
 )
 def test_verdicts(downloads_mbps: list[float], verdicts: list[str], measured: float | None) -> None:
-    result = evaluate_school(
-        school=SCHOOL,
-        downloads_bps=[d * 1e6 for d in downloads_mbps],
-        paths=["onnet"] * len(downloads_mbps),
-        profile=SETDA,
-    )
+    result = _evaluate(SCHOOL, [d * 1e6 for d in downloads_mbps])
     assert [t.verdict for t in result.targets] == verdicts
     assert [t.required_mbps for t in result.targets] == [50.0, 500.0]
     assert all(t.measured_mbps == measured for t in result.targets)
@@ -55,16 +60,13 @@ def test_verdicts(downloads_mbps: list[float], verdicts: list[str], measured: fl
 
 
 def test_inconclusive_says_why() -> None:
-    result = evaluate_school(
-        school=SCHOOL, downloads_bps=[1e9] * 3, paths=["onnet"] * 3, profile=SETDA
-    )
-    assert result.targets[0].reason.startswith("only 3 of the 10 tests needed")
+    result = _evaluate(SCHOOL, [1e9] * 3)
+    assert result.targets[0].reason.startswith("only 3 of the 10 tests needed in the last 30 days")
+    assert (result.window_days, result.window_start) == (30, START)
 
 
 def test_school_without_users_is_inconclusive() -> None:
     empty = SchoolFacts(school_id=2, name="Closed", students=0, staff=0)
-    result = evaluate_school(
-        school=empty, downloads_bps=[1e9] * 10, paths=["onnet"] * 10, profile=SETDA
-    )
+    result = _evaluate(empty, [1e9] * 10)
     assert {t.verdict for t in result.targets} == {"inconclusive"}
     assert "no students or staff" in result.targets[0].reason

@@ -143,15 +143,20 @@ def test_agent_to_verdict_and_metric(
     assert (
         samples[
             (
-                "readynet_school_throughput_tests_total",
+                "readynet_school_window_tests",
                 frozenset({("school", "Lincoln Elementary")}),
             )
         ]
         == 10
     )
-    iface = {"school": "Lincoln Elementary", "device": "core-router", "ifname": "Gi0/0/1"}
+    iface = {
+        "school": "Lincoln Elementary",
+        "device": "core-router",
+        "ifindex": "2",
+        "ifname": "Gi0/0/1",
+    }
     assert (
-        samples[("readynet_interface_received_octets_total", frozenset(iface.items()))]
+        samples[("readynet_interface_received_bytes_total", frozenset(iface.items()))]
         == 19432396613
     )
-    assert samples[("readynet_interface_speed_bps", frozenset(iface.items()))] == 100e6
+    assert samples[("readynet_interface_speed_bits_per_second", frozenset(iface.items()))] == 100e6

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from agent.wire import Batch, Receipt
 from collector.api.deps import AgentDep, GateDep
 from collector.api.errors import UNSUPPORTED_ENCODING, error_responses, payload_error
-from collector.store.queries import add_batch
+from collector.store.ingest import add_batch
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 

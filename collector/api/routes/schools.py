@@ -40,12 +40,13 @@ async def get_schools(gate: GateDep) -> list[SchoolPublic]:
 async def get_readiness(school_id: SchoolId, request: Request, gate: GateDep) -> Readiness:
     """Required vs measured Mbps and a verdict for each target of the configured profile."""
     profile = request.app.state.target_profile
+    days = request.app.state.settings.readiness_window_days
 
     def read(session: Session) -> Readiness | None:
         school = session.get(School, school_id)
         if school is None:
             return None
-        return school_readiness(session=session, school=school, profile=profile)
+        return school_readiness(session=session, school=school, profile=profile, days=days)
 
     readiness = await gate.run(read)
     if readiness is None:

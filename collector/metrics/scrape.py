@@ -1,0 +1,197 @@
+"""What one scrape of /metrics says: readiness from the board, the rest read from the store.
+
+Two layouts, as Prometheus users scale: the default scrape carries school, agent and device
+series, plus interface series within a budget (every interface of a small fleet; past the
+budget, each device's busiest interfaces; `interfaces=none` drops them); a district scrape
+(`?district=`) carries the full per-interface detail of that district's schools. Every read is
+set-based, so the number of SQL statements per scrape does not grow with the fleet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from collector import __version__
+from collector.api.gate import GateLoad
+from collector.metrics.exposition import Exposition, labels
+from collector.readiness.board import Snapshot
+from collector.store.latest import (
+    Scope,
+    agent_states,
+    count_latest_interfaces,
+    device_states,
+    latest_interfaces,
+)
+
+VERDICTS = ("meets", "below", "inconclusive")
+
+
+@dataclass(frozen=True)
+class ScrapeRequest:
+    """`detail`: a district scrape of `scope`; otherwise the default scrape."""
+
+    detail: bool
+    scope: Scope
+    interfaces: bool
+    interface_budget: int
+
+
+def render_scrape(
+    *, session: Session, request: ScrapeRequest, board: Snapshot, gate: GateLoad
+) -> bytes:
+    out = Exposition()
+    if request.detail:
+        _interfaces(out, session, request.scope, per_device=None)
+        return out.render()
+    out.family("readynet_build_info", "gauge", "The collector's version.").add(
+        labels(version=__version__), 1
+    )
+    _schools(out, board)
+    _agents(out, session)
+    _devices(out, session)
+    _store(out, gate)
+    if request.interfaces:
+        _budgeted_interfaces(out, session, request.interface_budget)
+    return out.render()
+
+
+def _schools(out: Exposition, board: Snapshot) -> None:
+    out.family("readynet_readiness_window_seconds", "gauge", "Length of the readiness window.").add(
+        "", board.window_days * 86400
+    )
+    out.family(
+        "readynet_readiness_computed_timestamp_seconds",
+        "gauge",
+        "When the readiness below was brought up to date, Unix time.",
+    ).add("", board.computed_at.timestamp())
+    info = out.family("readynet_school_info", "gauge", "One per school, with its district.")
+    users = out.family(
+        "readynet_school_users", "gauge", "Students and staff the targets are divided by."
+    )
+    tests = out.family(
+        "readynet_school_window_tests",
+        "gauge",
+        "Successful throughput tests of the school inside the readiness window.",
+    )
+    median = out.family(
+        "readynet_school_download_median_bits_per_second",
+        "gauge",
+        "Median download of the school's tests inside the readiness window.",
+    )
+    required = out.family(
+        "readynet_school_required_bits_per_second",
+        "gauge",
+        "Bandwidth the target asks for this school.",
+    )
+    verdict = out.family(
+        "readynet_school_readiness",
+        "gauge",
+        "1 for the school's current verdict against a target, 0 for the other verdicts.",
+    )
+    for school_id, entry in sorted(board.entries.items()):
+        r = entry.readiness
+        school = labels(school=r.school)
+        info.add(labels(school=r.school, school_id=str(school_id), district=entry.district), 1)
+        users.add(school, r.users)
+        tests.add(school, r.tests)
+        measured = r.targets[0].measured_mbps if r.targets else None
+        if measured is not None:
+            median.add(school, measured * 1e6)
+        for t in r.targets:
+            target = labels(school=r.school, profile=r.profile, target=t.target_id)
+            required.add(target, t.required_mbps * 1e6)
+            for v in VERDICTS:
+                verdict.add(target[:-1] + f',verdict="{v}"}}', float(t.verdict == v))
+
+
+def _agents(out: Exposition, session: Session) -> None:
+    states = agent_states(session=session)
+    out.family("readynet_agents", "gauge", "Enrolled agents.").add("", len(states))
+    enrolled = out.family(
+        "readynet_agent_enrolled_timestamp_seconds", "gauge", "When the agent was enrolled."
+    )
+    seen = out.family(
+        "readynet_agent_last_seen_timestamp_seconds",
+        "gauge",
+        "When the agent last delivered a batch, Unix time; 0 until it first does.",
+    )
+    for a in states:
+        agent = labels(agent=a.agent, school=a.school)
+        enrolled.add(agent, a.enrolled_at.timestamp())
+        seen.add(agent, 0 if a.last_seen_at is None else a.last_seen_at.timestamp())
+
+
+def _devices(out: Exposition, session: Session) -> None:
+    up = out.family(
+        "readynet_device_up", "gauge", "1 when the device's newest poll succeeded, else 0."
+    )
+    last = out.family(
+        "readynet_device_last_poll_timestamp_seconds", "gauge", "When the newest poll was taken."
+    )
+    boot = out.family(
+        "readynet_device_boot_time_seconds",
+        "gauge",
+        "When the device last booted (newest successful poll minus sysUpTime), Unix time.",
+    )
+    for d in device_states(session=session, scope=Scope()):
+        device = labels(school=d.school, device=d.device)
+        up.add(device, int(d.up))
+        if d.last_poll_at is not None:
+            last.add(device, d.last_poll_at.timestamp())
+        if d.boot_time is not None:
+            boot.add(device, d.boot_time)
+
+
+def _store(out: Exposition, gate: GateLoad) -> None:
+    out.family(
+        "readynet_store_workers", "gauge", "Database work allowed at once (db_workers)."
+    ).add("", gate.workers)
+    out.family("readynet_store_queue_running", "gauge", "Database work running now.").add(
+        "", gate.running
+    )
+    out.family(
+        "readynet_store_queue_waiting", "gauge", "Requests waiting for the database now."
+    ).add("", gate.waiting)
+
+
+def _budgeted_interfaces(out: Exposition, session: Session, budget: int) -> None:
+    devices, interfaces = count_latest_interfaces(session=session, scope=Scope())
+    per_device = None if interfaces <= budget else budget // max(devices, 1)
+    shown = 0
+    if per_device != 0:
+        shown = _interfaces(out, session, Scope(), per_device=per_device)
+    out.family(
+        "readynet_metrics_interfaces_omitted",
+        "gauge",
+        "Interfaces left out of this scrape by the series budget; see ?district= for all.",
+    ).add("", interfaces - shown)
+
+
+def _interfaces(out: Exposition, session: Session, scope: Scope, *, per_device: int | None) -> int:
+    speed = out.family(
+        "readynet_interface_speed_bits_per_second", "gauge", "Interface speed (ifHighSpeed)."
+    )
+    rx = out.family(
+        "readynet_interface_received_bytes_total",
+        "counter",
+        "Octets received (ifHCInOctets) at the newest successful poll.",
+    )
+    tx = out.family(
+        "readynet_interface_transmitted_bytes_total",
+        "counter",
+        "Octets sent (ifHCOutOctets) at the newest successful poll.",
+    )
+    rows = latest_interfaces(session=session, scope=scope, per_device=per_device)
+    for i in rows:
+        interface = labels(
+            school=i.school, device=i.device, ifindex=str(i.ifindex), ifname=i.ifname
+        )
+        if i.speed_mbps is not None:
+            speed.add(interface, i.speed_mbps * 1_000_000)
+        if i.octets_in is not None:
+            rx.add(interface, i.octets_in)
+        if i.octets_out is not None:
+            tx.add(interface, i.octets_out)
+    return len(rows)

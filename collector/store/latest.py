@@ -1,0 +1,157 @@
+"""The newest state of every device and interface, for /metrics: one join each, no history scan.
+
+Devices carry pointers to their newest poll and newest successful poll (kept at ingest), so
+these reads cost what the fleet is, not what the history holds. A scope narrows them to one
+district (or to the schools without one) for the per-district detail scrape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Float, Select, cast, func, select
+from sqlalchemy.orm import Session, aliased
+
+from collector.store.models import Agent, Device, InterfaceSample, School, SnmpPollResult
+
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which schools: all of them, one district, or (district_id None) those without one."""
+
+    everything: bool = True
+    district_id: int | None = None
+
+    def narrow(self, query: SelectT) -> SelectT:
+        if self.everything:
+            return query
+        if self.district_id is None:
+            return query.where(School.district_id.is_(None))
+        return query.where(School.district_id == self.district_id)
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    school: str
+    device: str
+    up: bool
+    last_poll_at: datetime | None
+    boot_time: float | None
+
+
+@dataclass(frozen=True)
+class InterfaceState:
+    school: str
+    device: str
+    ifindex: int
+    ifname: str
+    octets_in: int | None
+    octets_out: int | None
+    speed_mbps: int | None
+
+
+@dataclass(frozen=True)
+class AgentState:
+    agent: str
+    school: str
+    enrolled_at: datetime
+    last_seen_at: datetime | None
+
+
+def device_states(*, session: Session, scope: Scope) -> list[DeviceState]:
+    ok_poll = aliased(SnmpPollResult)
+    query = (
+        select(
+            School.name,
+            Device.name,
+            Device.last_poll_id,
+            Device.last_ok_poll_id,
+            Device.last_poll_at,
+            ok_poll.ordered_at,
+            ok_poll.sys_uptime_ticks,
+        )
+        .join(School, School.id == Device.school_id)
+        .outerjoin(ok_poll, ok_poll.poll_id == Device.last_ok_poll_id)
+        .where(Device.last_poll_id.is_not(None))
+        .order_by(School.name, Device.name)
+    )
+    states = []
+    for school, device, last, last_ok, last_at, ok_at, ticks in session.execute(
+        scope.narrow(query)
+    ):
+        boot = None if ok_at is None or ticks is None else ok_at.timestamp() - ticks / 100
+        states.append(DeviceState(school, device, last == last_ok, last_at, boot))
+    return states
+
+
+def count_latest_interfaces(*, session: Session, scope: Scope) -> tuple[int, int]:
+    """(devices with a successful poll, interfaces in those polls)."""
+    query = (
+        select(func.count(func.distinct(Device.id)), func.count())
+        .select_from(Device)
+        .join(School, School.id == Device.school_id)
+        .join(InterfaceSample, InterfaceSample.poll_id == Device.last_ok_poll_id)
+    )
+    devices, interfaces = session.execute(scope.narrow(query)).one()
+    return int(devices), int(interfaces)
+
+
+def latest_interfaces(
+    *, session: Session, scope: Scope, per_device: int | None = None
+) -> list[InterfaceState]:
+    """Interfaces of each device's newest successful poll; with `per_device`, its busiest ones.
+
+    "Busiest" is most octets since boot, in and out together: on a school's router or switch
+    that is nearly always the uplink, the interface capacity questions are about.
+    """
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=InterfaceSample.poll_id,
+            order_by=(
+                func.coalesce(cast(InterfaceSample.octets_in, Float), 0)
+                + func.coalesce(cast(InterfaceSample.octets_out, Float), 0)
+            ).desc(),
+        )
+        .label("rank")
+    )
+    inner = scope.narrow(
+        select(
+            School.name.label("school"),
+            Device.name.label("device"),
+            InterfaceSample.seq,
+            InterfaceSample.ifindex,
+            InterfaceSample.name.label("ifname"),
+            InterfaceSample.octets_in,
+            InterfaceSample.octets_out,
+            InterfaceSample.speed_mbps,
+            rank,
+        )
+        .join(School, School.id == Device.school_id)
+        .join(InterfaceSample, InterfaceSample.poll_id == Device.last_ok_poll_id)
+    ).subquery()
+    query = select(
+        inner.c.school,
+        inner.c.device,
+        inner.c.ifindex,
+        inner.c.ifname,
+        inner.c.octets_in,
+        inner.c.octets_out,
+        inner.c.speed_mbps,
+    ).order_by(inner.c.school, inner.c.device, inner.c.seq)
+    if per_device is not None:
+        query = query.where(inner.c.rank <= per_device)
+    return [InterfaceState(*row) for row in session.execute(query)]
+
+
+def agent_states(*, session: Session) -> list[AgentState]:
+    query = (
+        select(Agent.name, School.name, Agent.created_at, Agent.last_seen_at)
+        .join(School, School.id == Agent.school_id)
+        .order_by(Agent.name)
+    )
+    return [AgentState(*row) for row in session.execute(query)]
