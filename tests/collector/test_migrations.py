@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import DataError
 
-from collector.store.db import make_engine
-from collector.store.migrate import is_at_head, upgrade_to_head
-from collector.store.models import Base
+from agent.wire import Batch, InterfaceCounters, SnmpPoll
+from collector.store.db import make_engine, make_session_factory
+from collector.store.ingest import add_batch
+from collector.store.latest import Scope, device_states, latest_interfaces
+from collector.store.migrate import alembic_config, is_at_head, upgrade_to_head
+from collector.store.models import Base, SnmpPollResult
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -47,3 +57,107 @@ def test_serve_refuses_an_unmigrated_database(sqlite_url: str) -> None:
     )
     assert proc.returncode != 0
     assert "run `readynet-collector migrate` first" in proc.stderr
+
+
+def _at_0001_with_a_poll(database_url: str) -> Engine:
+    """A database at revision 0001 holding one school, agent and poll of two interfaces.
+
+    On PostgreSQL the old 32-bit interface_samples.id sequence is set just below 2**31, where a
+    fleet of 10,000 schools would have been after about 19 days.
+    """
+    command.upgrade(alembic_config(database_url), "0001")
+    engine = make_engine(database_url)
+    poll_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO schools (id, name, students, staff, created_at)"
+                " VALUES (1, 'Lincoln', 450, 50, :now)"
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO agents (id, school_id, name, token_sha256, created_at)"
+                " VALUES (1, 1, 'pi', :hash, :now)"
+            ),
+            {"hash": "0" * 64, "now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO measurements (id, agent_id, school_id, kind, measured_at,"
+                " received_at) VALUES (:id, 1, 1, 'snmp_poll', :now, :now)"
+            ),
+            {"id": poll_id.hex if conn.dialect.name == "sqlite" else poll_id, "now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO snmp_polls (measurement_id, device, address, sys_uptime_ticks)"
+                " VALUES (:id, 'core', '127.0.0.1:161', 4294967295)"
+            ),
+            {"id": poll_id.hex if conn.dialect.name == "sqlite" else poll_id},
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT setval('interface_samples_id_seq', 2147483645)"))
+        for ifindex, octets in ((1, "18446744073709551615"), (2, "19432396613")):
+            conn.execute(
+                text(
+                    "INSERT INTO interface_samples (measurement_id, ifindex, name, octets_in,"
+                    " counter_bits, speed_mbps) VALUES (:id, :ifindex, :name, :octets, 64, 1000)"
+                ),
+                {
+                    "id": poll_id.hex if conn.dialect.name == "sqlite" else poll_id,
+                    "ifindex": ifindex,
+                    "name": f"Gi0/{ifindex}",
+                    "octets": octets if conn.dialect.name == "sqlite" else int(octets),
+                },
+            )
+    return engine
+
+
+def test_upgrade_from_0001_keeps_polls_and_passes_2_31(database_url: str) -> None:
+    engine = _at_0001_with_a_poll(database_url)
+    if engine.dialect.name == "postgresql":
+        # The old key is exhausted: one more interface row cannot be stored at all.
+        with pytest.raises(DataError, match="maximum value"), engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO interface_samples (measurement_id, ifindex, name, counter_bits)"
+                    " SELECT measurement_id, 3, 'Gi0/3', 64 FROM snmp_polls"
+                )
+            )
+    upgrade_to_head(database_url)
+
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        rows = latest_interfaces(session=session, scope=Scope())
+        assert [(r.ifname, r.octets_in, r.speed_mbps) for r in rows] == [
+            ("Gi0/1", 2**64 - 1, 1000),
+            ("Gi0/2", 19432396613, 1000),
+        ]
+        [state] = device_states(session=session, scope=Scope())
+        assert (state.device, state.up) == ("core", True)
+        if engine.dialect.name == "postgresql":
+            session.execute(
+                text("SELECT setval(pg_get_serial_sequence('snmp_polls', 'poll_id'), 2147483646)")
+            )
+            session.commit()
+        polls = [
+            SnmpPoll(
+                device="core",
+                address="127.0.0.1:161",
+                interfaces=[
+                    InterfaceCounters(ifindex=i, name=f"Gi0/{i}", octets_in=i) for i in range(30)
+                ],
+            )
+            for _ in range(3)
+        ]
+        receipt = add_batch(
+            session=session, agent_id=1, school_id=1, batch=Batch(measurements=polls)
+        )
+        assert len(receipt.accepted) == 3
+        keys = session.scalars(select(SnmpPollResult.poll_id).order_by(SnmpPollResult.poll_id))
+        if engine.dialect.name == "postgresql":
+            assert list(keys)[-1] == 2**31 + 1
+        assert len(latest_interfaces(session=session, scope=Scope())) == 30
+    engine.dispose()
