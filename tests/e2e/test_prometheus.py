@@ -2,7 +2,9 @@
 
 - promtool checks deploy/prometheus/ and runs its rule unit tests; amtool checks Alertmanager's.
 - A real Prometheus (the Debian binary) scrapes a real collector holding data, with the deploy
-  config and rules; every query of the Grafana dashboard must return data from it.
+  config (school-level job plus per-district interface detail found by HTTP service discovery)
+  and rules; every query of the Grafana dashboard must return data from it, and no series is
+  scraped twice.
 - compose.yaml, install.sh, the systemd units and the agent example are checked for structure
   (no Docker engine, no systemd and no Grafana here).
 
@@ -22,6 +24,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from agent.errors import ConfigError
 from agent.settings import AgentSettings, DeviceSettings, OnNetSettings, SnmpAuth, load_settings
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.localrun import free_port, wait_for_http
+from collector.store.models import District, School
 from tests.fixtures.collector import RunningCollector
 from tests.fixtures.commands import run_ok
 
@@ -42,9 +47,13 @@ PROMETHEUS_DIR = DEPLOY / "prometheus"
 DASHBOARD = REPO / "grafana" / "dashboards" / "readynet-overview.json"
 SYSTEMD_UNITS = ("readynet-agent.service", "readynet-agent.timer", "readynet-collector.service")
 COMPOSE_TARGET = "collector:8080"
+SD_PATH = "/api/v1/metrics/targets"
 JOB = "readynet-collector"
+DETAIL_JOB = "readynet-detail"
 SCHOOL = "Lincoln Elementary"
 OTHER_SCHOOL = "Washington Middle"
+DISTRICT = "Springfield USD"
+RULES = 8
 # Grafana's macros, with the values a short test window calls for.
 GRAFANA_MACROS = {
     "$__rate_interval": "1m",
@@ -66,23 +75,35 @@ def _tool(name: str, package: str) -> str:
 def _prometheus_config(dest: Path, target: str, interval: str | None = None) -> Path:
     """deploy/prometheus/ copied to dest, scraping `target` instead of the compose service.
 
-    With `interval`, also scrape and evaluate that often and send no alerts anywhere, for a
-    running Prometheus in a test.
+    With `interval`, also scrape, discover and evaluate that often and send no alerts anywhere,
+    for a running Prometheus in a test.
     """
     dest.mkdir()
     shutil.copy(PROMETHEUS_DIR / "rules.yml", dest / "rules.yml")
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     assert config["rule_files"] == ["rules.yml"]
-    jobs = config["scrape_configs"]
-    assert [job["job_name"] for job in jobs] == [JOB]
-    assert jobs[0]["scrape_interval"] == "30s"
-    static = jobs[0]["static_configs"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert list(jobs) == [JOB, DETAIL_JOB]
+    # School level: /metrics without its interface series, which the detail job scrapes.
+    school_level = jobs[JOB]
+    assert school_level["scrape_interval"] == "30s"
+    assert school_level.get("metrics_path", "/metrics") == "/metrics"
+    assert school_level["params"] == {"interfaces": ["none"]}
+    static = school_level["static_configs"]
     assert [c["targets"] for c in static] == [[COMPOSE_TARGET]]
     static[0]["targets"] = [target]
+    # Interface detail: one target per district, listed by the collector.
+    detail = jobs[DETAIL_JOB]
+    assert "static_configs" not in detail and "params" not in detail
+    (sd,) = detail["http_sd_configs"]
+    assert sd["url"] == f"http://{COMPOSE_TARGET}{SD_PATH}"
+    sd["url"] = f"http://{target}{SD_PATH}"
     if interval is not None:
         config["global"].update(scrape_interval=interval, evaluation_interval=interval)
         config["global"]["scrape_timeout"] = interval
-        jobs[0]["scrape_interval"] = interval
+        for job in jobs.values():
+            job.update(scrape_interval=interval, scrape_timeout=interval)
+        sd["refresh_interval"] = interval
         config.pop("alerting")
     path = dest / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
@@ -98,16 +119,22 @@ def test_promtool_checks_config_and_rules(tmp_path: Path) -> None:
     out = run_ok(promtool, "check", "config", config)
     assert "SUCCESS" in out
     out = run_ok(promtool, "check", "rules", PROMETHEUS_DIR / "rules.yml")
-    assert "SUCCESS: 5 rules found" in out
+    assert f"SUCCESS: {RULES} rules found" in out
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
     promtool = _tool("promtool", "prometheus")
     tests = yaml.safe_load((PROMETHEUS_DIR / "rules_test.yml").read_text())
     cases = [case for group in tests["tests"] for case in group.get("alert_rule_test", [])]
-    for alert in ("ReadyNetAgentSilent", "ReadyNetSchoolBelowTarget"):
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    alerts = [r["alert"] for group in rules["groups"] for r in group["rules"] if "alert" in r]
+    records = [r["record"] for group in rules["groups"] for r in group["rules"] if "record" in r]
+    for alert in alerts:
         outcomes = {bool(case["exp_alerts"]) for case in cases if case["alertname"] == alert}
         assert outcomes == {True, False}, f"{alert} must be tested both firing and quiet"
+    exprs = [case["expr"] for group in tests["tests"] for case in group.get("promql_expr_test", [])]
+    for record in records:
+        assert any(record in expr for expr in exprs), f"recording rule {record} is not tested"
     out = run_ok(promtool, "test", "rules", "rules_test.yml", cwd=PROMETHEUS_DIR)
     assert "SUCCESS" in out
 
@@ -115,7 +142,13 @@ def test_promtool_rule_unit_tests_pass() -> None:
 def test_alerting_rules_are_annotated() -> None:
     rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
     alerts = [r for group in rules["groups"] for r in group["rules"] if "alert" in r]
-    assert {a["alert"] for a in alerts} >= {"ReadyNetAgentSilent", "ReadyNetSchoolBelowTarget"}
+    assert {a["alert"] for a in alerts} >= {
+        "ReadyNetCollectorDown",
+        "ReadyNetAgentSilent",
+        "ReadyNetAgentNeverReported",
+        "ReadyNetDeviceDown",
+        "ReadyNetSchoolBelowTarget",
+    }
     for alert in alerts:
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
@@ -130,19 +163,48 @@ def test_amtool_checks_alertmanager_config() -> None:
 # --- a real Prometheus scraping a real collector ----------------------------------------------
 
 
-def _fill(collector: RunningCollector) -> None:
-    """Two schools; one has an agent that delivered 10 throughput tests and 2 SNMP polls."""
+@dataclass(frozen=True)
+class Filled:
+    """What `_fill` stored that the spot checks compare with."""
+
+    core_polled_at: datetime
+    core_boot_time: float
+
+
+def _fill(collector: RunningCollector) -> Filled:
+    """Lincoln, in a district, and Washington, in none.
+
+    Lincoln's agent delivered 10 throughput tests over the last days, two polls of its router
+    (`core`, answered) and one of its access point (`ap`, failed); a second agent at Lincoln
+    was enrolled and never reported. Washington has nothing measured.
+    """
     school_id = collector.add_school(SCHOOL, students=450, staff=50)
     collector.add_school(OTHER_SCHOOL, students=700, staff=60)
+    with collector.sessions() as session:
+        district = District(name=DISTRICT)
+        session.add(district)
+        session.flush()
+        session.get_one(School, school_id).district_id = district.id
+        session.commit()
     token = collector.enroll(school_id, name="pi-lincoln")
+    collector.enroll(school_id, name="pi-lincoln-spare")
+
+    now = datetime.now(UTC).replace(microsecond=0)
     tests = [
-        ThroughputTest(path="onnet", server=collector.url, download_bps=mbps * 1e6)
-        for mbps in range(100, 110)
+        ThroughputTest(
+            path="onnet",
+            server=collector.url,
+            download_bps=mbps * 1e6,
+            measured_at=now - timedelta(hours=7 * i),
+        )
+        for i, mbps in enumerate(range(100, 110))
     ]
-    polls = [
+    # sysUpTime 1000 s, then 1600 s ten minutes later: booted 1600 s before the newer poll.
+    core_polls = [
         SnmpPoll(
             device="core",
             address="127.0.0.1:161",
+            measured_at=at,
             sys_uptime_ticks=ticks,
             interfaces=[
                 InterfaceCounters(
@@ -154,14 +216,25 @@ def _fill(collector: RunningCollector) -> None:
                 )
             ],
         )
-        for ticks, octets in ((100_000, 1_000_000), (460_000, 5_000_000))
+        for at, ticks, octets in (
+            (now - timedelta(minutes=20), 100_000, 1_000_000),
+            (now - timedelta(minutes=10), 160_000, 5_000_000),
+        )
     ]
+    failed = SnmpPoll(
+        device="ap",
+        address="127.0.0.1:1161",
+        measured_at=now - timedelta(minutes=5),
+        error="request timed out",
+    )
     response = httpx.post(
         f"{collector.url}/api/v1/results",
-        content=Batch(measurements=[*tests, *polls]).model_dump_json(),
+        content=Batch(measurements=[*tests, *core_polls, failed]).model_dump_json(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
+    polled_at = now - timedelta(minutes=10)
+    return Filled(core_polled_at=polled_at, core_boot_time=polled_at.timestamp() - 1600)
 
 
 @contextmanager
@@ -235,41 +308,59 @@ def _as_promql(expr: str) -> str:
     return expr
 
 
+def _variable_values(prometheus: str, definition: str, **selected: str) -> list[str]:
+    """A `label_values(metric{...}, label)` variable, asked as Grafana asks Prometheus."""
+    match = re.fullmatch(r"label_values\((\w+(?:\{[^}]*\})?),\s*(\w+)\)", definition)
+    assert match is not None, definition
+    selector, label = match.groups()
+    for name, value in selected.items():
+        selector = selector.replace(f"${name}", value)
+    assert "$" not in selector, f"a Grafana variable is left in {selector}"
+    response = httpx.get(f"{prometheus}/api/v1/label/{label}/values", params={"match[]": selector})
+    values: list[str] = response.json()["data"]
+    return values
+
+
+def _scraped_twice(prometheus: str, job: str, targets: int) -> list[dict[str, Any]]:
+    """Every target of `job` up, each with two scrapes (rate() needs two samples)."""
+    up = _query(prometheus, f'count_over_time(up{{job="{job}"}}[1m]) >= 2 and up == 1')
+    return up if len(up) == targets else []
+
+
 def test_dashboard_queries_return_data_from_a_real_prometheus(
     collector: RunningCollector, tmp_path: Path
 ) -> None:
-    _fill(collector)
+    filled = _fill(collector)
     target = collector.url.removeprefix("http://")
     config = _prometheus_config(tmp_path / "config", target, interval="1s")
     deadline = time.monotonic() + DEADLINE_S
 
     with _running_prometheus(config, tmp_path) as prometheus:
-
-        def scraped() -> bool:
-            up = _query(prometheus, f'up{{job="{JOB}"}}')
-            return bool(up) and up[0]["value"][1] == "1"
-
-        _eventually("a successful scrape", scraped, deadline)
-        # rate() and increase() need two samples of each series.
         _eventually(
-            "two scrapes",
-            lambda: _query(prometheus, f'count_over_time(up{{job="{JOB}"}}[1m]) >= 2'),
+            "two scrapes of the collector", lambda: _scraped_twice(prometheus, JOB, 1), deadline
+        )
+        # Service discovery: one detail target for the district, one for the schools in none.
+        detail = _eventually(
+            "two scrapes of each district",
+            lambda: _scraped_twice(prometheus, DETAIL_JOB, 2),
             deadline,
         )
+        assert sorted(s["metric"].get("district", "") for s in detail) == ["", DISTRICT]
+        assert {s["metric"]["instance"] for s in detail} == {target}
 
-        # The school variable: label_values(metric, label) is Grafana's; ask the same question.
+        # The variables: label_values(metric, label) is Grafana's; ask the same questions.
         dashboard = json.loads(DASHBOARD.read_text())
-        variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "school")
-        match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["definition"])
-        assert match is not None, variable["definition"]
-        metric, label = match.groups()
-        response = httpx.get(
-            f"{prometheus}/api/v1/label/{label}/values", params={"match[]": metric}
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        district, school = variables["district"], variables["school"]
+        assert _variable_values(prometheus, district["definition"]) == [DISTRICT]
+        all_districts = district["allValue"]
+        assert _variable_values(prometheus, school["definition"], district=all_districts) == sorted(
+            [SCHOOL, OTHER_SCHOOL]
         )
-        assert response.json()["data"] == sorted([SCHOOL, OTHER_SCHOOL])
+        assert _variable_values(prometheus, school["definition"], district=DISTRICT) == [SCHOOL]
 
         exprs = _dashboard_exprs()
-        assert len(exprs) >= 10
+        assert len(exprs) >= 20
         for where, expr in exprs:
             promql = _as_promql(expr)
             result = _query(prometheus, promql)
@@ -278,70 +369,142 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
                 assert sample["metric"].get("school", SCHOOL) == SCHOOL, f"{where}: {sample}"
                 assert math.isfinite(float(sample["value"][1])), f"{where}: {sample}"
 
-        # Spot checks that the numbers are the collector's.
-        (tests,) = _query(
-            prometheus, f'readynet_school_throughput_tests_total{{school="{SCHOOL}"}}'
-        )
-        assert float(tests["value"][1]) == 10
-        (age,) = _query(prometheus, "time() - readynet_agent_last_seen_timestamp_seconds")
-        assert 0 <= float(age["value"][1]) < 600
-        (uptime,) = _query(prometheus, "readynet_device_uptime_seconds")
-        assert float(uptime["value"][1]) == 4600
+        # Every family the collector exposes is on the dashboard, and none is scraped twice:
+        # interfaces come from the detail job only.
+        names = httpx.get(
+            f"{prometheus}/api/v1/label/__name__/values",
+            params={"match[]": '{__name__=~"readynet_.+"}'},
+        ).json()["data"]
+        shown = " ".join(expr for _, expr in exprs) + school["definition"]
+        assert [name for name in names if name not in shown] == []
+        # The metric name kept as a label, or count would lump different metrics together.
+        named = 'label_replace({__name__=~"readynet_.+"}, "name", "$1", "__name__", "(.+)")'
+        twice = _query(prometheus, f"count without (job, instance, district) ({named}) > 1")
+        assert twice == []
+        interfaces = _query(prometheus, '{__name__=~"readynet_interface_.+"}')
+        assert {(s["metric"]["job"], s["metric"]["district"]) for s in interfaces} == {
+            (DETAIL_JOB, DISTRICT)
+        }
 
-        # The deploy rules evaluate cleanly against real metrics, and a school below a target
-        # has its alert pending (it fires after the rule's hour).
+        # Spot checks that the numbers are the collector's.
+        def value(expr: str) -> float:
+            (sample,) = _query(prometheus, expr)
+            return float(sample["value"][1])
+
+        assert value(f'readynet_school_window_tests{{school="{SCHOOL}"}}') == 10
+        assert value(f'readynet_school_window_tests{{school="{OTHER_SCHOOL}"}}') == 0
+        assert value("readynet_readiness_window_seconds") == 30 * 86400
+        (info,) = _query(prometheus, f'readynet_school_info{{district="{DISTRICT}"}}')
+        assert info["metric"]["school"] == SCHOOL
+        assert 0 <= value("time() - (readynet_agent_last_seen_timestamp_seconds > 0)") < 600
+        (never,) = _query(prometheus, "readynet_agent_last_seen_timestamp_seconds == 0")
+        assert never["metric"]["agent"] == "pi-lincoln-spare"
+        assert (
+            0
+            <= value('time() - readynet_agent_enrolled_timestamp_seconds{agent="pi-lincoln-spare"}')
+            < 600
+        )
+        assert value('readynet_device_up{device="core"}') == 1
+        assert value('readynet_device_up{device="ap"}') == 0
+        assert value('readynet_device_last_poll_timestamp_seconds{device="core"}') == pytest.approx(
+            filled.core_polled_at.timestamp()
+        )
+        assert value('readynet_device_boot_time_seconds{device="core"}') == pytest.approx(
+            filled.core_boot_time
+        )
+        assert _query(prometheus, 'readynet_device_boot_time_seconds{device="ap"}') == []
+        iface = '{device="core", ifindex="1", ifname="Gi0/1"}'
+        assert value(f"readynet_interface_received_bytes_total{iface}") == 5_000_000
+        assert value(f"readynet_interface_transmitted_bytes_total{iface}") == 10_000_000
+        assert value(f"readynet_interface_speed_bits_per_second{iface}") == 1e9
+
+        # The deploy rules evaluate cleanly against real metrics: a school below a target and
+        # a device whose poll failed have their alerts pending; the agent that never reported
+        # is not taken for one silent since 1970.
         def rules_healthy() -> list[dict[str, Any]]:
             groups = httpx.get(f"{prometheus}/api/v1/rules").json()["data"]["groups"]
             rules = [rule for group in groups for rule in group["rules"]]
-            healthy = len(rules) == 5 and all(rule["health"] == "ok" for rule in rules)
+            healthy = len(rules) == RULES and all(rule["health"] == "ok" for rule in rules)
             return rules if healthy else []
 
         _eventually("all rules evaluated", rules_healthy, deadline)
         below = _query(prometheus, 'readynet_school_readiness{verdict="below"} == 1')
         assert {s["metric"]["target"] for s in below} == {"internet-2017-18"}
 
-        def pending() -> list[dict[str, Any]]:
-            alerts = httpx.get(f"{prometheus}/api/v1/alerts").json()["data"]["alerts"]
+        def alerts() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = httpx.get(f"{prometheus}/api/v1/alerts").json()["data"][
+                "alerts"
+            ]
+            return found
+
+        def pending(alertname: str) -> list[dict[str, Any]]:
             return [
                 a
-                for a in alerts
-                if a["labels"]["alertname"] == "ReadyNetSchoolBelowTarget"
-                and a["labels"]["school"] == SCHOOL
-                and a["state"] == "pending"
+                for a in alerts()
+                if a["labels"]["alertname"] == alertname and a["state"] == "pending"
             ]
 
-        (alert,) = _eventually("the below-target alert", pending, deadline)
+        (alert,) = _eventually(
+            "the below-target alert", lambda: pending("ReadyNetSchoolBelowTarget"), deadline
+        )
+        assert alert["labels"]["school"] == SCHOOL
         assert alert["labels"]["target"] == "internet-2017-18"
         assert alert["annotations"]["summary"] == f"{SCHOOL} is below the internet-2017-18 target"
+        (alert,) = _eventually("the device alert", lambda: pending("ReadyNetDeviceDown"), deadline)
+        assert (alert["labels"]["school"], alert["labels"]["device"]) == (SCHOOL, "ap")
+        assert {a["labels"]["alertname"] for a in alerts()} == {
+            "ReadyNetSchoolBelowTarget",
+            "ReadyNetDeviceDown",
+        }
         recorded = _query(prometheus, "readynet:school_download_over_required:ratio")
         assert len(recorded) == 2
+        (age,) = _query(prometheus, "readynet:agent_last_seen_age:seconds")
+        assert age["metric"]["agent"] == "pi-lincoln"
 
 
 def test_dashboard_structure() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "readynet-overview"
     assert 36 <= dashboard["schemaVersion"] <= 41
-    names = [v["name"] for v in dashboard["templating"]["list"]]
-    assert names == ["datasource", "school"]
+    variables = dashboard["templating"]["list"]
+    assert [v["name"] for v in variables] == ["datasource", "district", "school"]
+    for variable in variables[1:]:
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert variable["definition"] == variable["query"]["query"]
+    # All districts must include the schools without one (no district label to match).
+    assert variables[1]["allValue"] == ".*"
+    assert "$district" in variables[2]["definition"]
     panels = list(_panels(dashboard["panels"]))
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
     for panel in panels:
         assert {"x", "y", "w", "h"} <= panel["gridPos"].keys()
+        assert panel["type"] == "row" or panel.get("description"), panel["title"]
         for target in panel.get("targets", []):
             assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
     exprs = " ".join(expr for _, expr in _dashboard_exprs())
     for metric in (
         "readynet_school_readiness",
-        "readynet_school_required_bps",
-        "readynet_school_download_median_bps",
-        "readynet_school_throughput_tests_total",
+        "readynet_school_required_bits_per_second",
+        "readynet_school_download_median_bits_per_second",
+        "readynet_school_window_tests",
+        "readynet_school_users",
         "readynet_agent_last_seen_timestamp_seconds",
-        "readynet_interface_speed_bps",
-        "readynet_interface_received_octets_total",
-        "readynet_device_uptime_seconds",
+        "readynet_agent_enrolled_timestamp_seconds",
+        "readynet_device_up",
+        "readynet_device_last_poll_timestamp_seconds",
+        "readynet_device_boot_time_seconds",
+        "readynet_interface_speed_bits_per_second",
+        "readynet_interface_received_bytes_total",
+        "readynet_interface_transmitted_bytes_total",
+        "readynet_build_info",
+        "readynet_store_queue_waiting",
     ):
         assert metric in exprs, f"no panel shows {metric}"
+    # Byte counters are shown in bits per second, and a gauge is never rated.
+    for rated in re.findall(r"(?:rate|increase|irate)\((\w+)", exprs):
+        assert rated.endswith("_bytes_total"), rated
+    assert re.findall(r"8 \* rate\(readynet_interface_\w+_bytes_total", exprs)
 
     provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/readynet.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
