@@ -1,31 +1,110 @@
-"""`readynet-collector`: serve the API, migrate the database, manage schools and agents."""
+"""`readynet-collector`: serve the API, migrate the database, manage schools and agents.
+
+The store (SQLAlchemy, Alembic) is imported only by the commands that use it, after their input
+is validated: a mistyped number is answered at once, without a database.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from collector import __version__
+from collector.inventory import AgentCreate, SchoolCreate
 from collector.settings import CollectorSettings
-from collector.store.db import make_engine, make_session_factory
-from collector.store.migrate import upgrade_to_head
-from collector.store.queries import DuplicateName, create_school, enroll_agent, list_schools
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
+
+# Scripts branch on these, so they never change casually.
+EXIT_USAGE = 2  # the command line is wrong: a bad option or value, a duplicate, an unknown school
+EXIT_ENVIRONMENT = 1  # the command is fine, its surroundings are not: settings, the database
+EXIT_STATUS_HELP = f"""exit status:
+  0  done
+  {EXIT_USAGE}  the command line is wrong (bad option or value, duplicate name, unknown school)
+  {EXIT_ENVIRONMENT}  the settings or the database are not usable (unreachable, not migrated)
+errors are printed as one `error: ...` line per problem on stderr, naming the option"""
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class CommandError(Exception):
+    """What went wrong, as `field: message` lines, and the exit status that says whose fault."""
+
+    def __init__(self, *problems: str, status: int) -> None:
+        super().__init__(*problems)
+        self.problems = problems
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line like every other error of this command, not argparse's usage block.
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = CollectorSettings()
     try:
+        settings = _settings()
         result: int = args.handler(args, settings)
-    except (DuplicateName, LookupError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except CommandError as exc:
+        return _report(exc.problems, exc.status)
+    except Exception as exc:
+        known = _known_error(exc)
+        if known is None:
+            raise
+        return _report(known.problems, known.status)
     return result
 
 
+def _known_error(exc: Exception) -> CommandError | None:
+    """The store's and `serve`'s errors that are not bugs, as one line each."""
+    # Already loaded whenever one of its errors was raised, so importing it here costs nothing.
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away mid-command, or `migrate` could not reach it.
+        return CommandError(f"database: {_reason(exc)}", status=EXIT_ENVIRONMENT)
+    if isinstance(exc, LookupError | ValueError):
+        # `serve` with a target profile that does not exist or does not load.
+        return CommandError(str(exc).strip().splitlines()[0], status=EXIT_USAGE)
+    return None
+
+
+def _report(problems: Iterable[str], status: int) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return status
+
+
+def _settings() -> CollectorSettings:
+    try:
+        return CollectorSettings()
+    except ValidationError as exc:
+        raise CommandError(
+            *_problems(exc, lambda field: f"READYNET_COLLECTOR_{field.upper()}"),
+            status=EXIT_ENVIRONMENT,
+        ) from None  # the chained error would quote the value, which may be a secret
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="readynet-collector", description=__doc__)
+    parser = _Parser(
+        prog="readynet-collector",
+        description=__doc__,
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -40,14 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     school = sub.add_parser("school", help="manage schools").add_subparsers(required=True)
     add = school.add_parser("add", help="add a school")
     add.add_argument("--name", required=True)
-    add.add_argument("--students", type=int, required=True)
-    add.add_argument("--staff", type=int, required=True)
+    # Numbers are parsed by the handler, so a bad one is reported like any other bad value.
+    add.add_argument("--students", required=True, help="number of students")
+    add.add_argument("--staff", required=True, help="number of staff")
     add.set_defaults(handler=_school_add)
     school.add_parser("list", help="list schools").set_defaults(handler=_school_list)
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(required=True)
     enroll = agent.add_parser("enroll", help="create an agent for a school and print its token")
-    enroll.add_argument("--school", type=int, required=True, help="school id")
+    enroll.add_argument("--school", required=True, help="school id")
     enroll.add_argument("--name", required=True)
     enroll.set_defaults(handler=_agent_enroll)
     return parser
@@ -68,34 +148,178 @@ def _serve(args: argparse.Namespace, settings: CollectorSettings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.migrate import upgrade_to_head
+
     upgrade_to_head(settings.database_url)
     print("database schema is up to date")
     return 0
 
 
 def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    with make_session_factory(make_engine(settings.database_url))() as session:
-        school = create_school(
-            session=session, name=args.name, students=args.students, staff=args.staff
-        )
+    new = _validated(
+        SchoolCreate,
+        {"name": args.name, "students": _whole(args.students), "staff": _whole(args.staff)},
+    )
+    # Imported once the input is valid (see the module docstring).
+    from collector.store.queries import DuplicateName, create_school
+
+    with _session(settings) as session:
+        try:
+            school = create_school(
+                session=session, name=new.name, students=new.students, staff=new.staff
+            )
+        except DuplicateName as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
         print(school.id)
     return 0
 
 
 def _school_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    with make_session_factory(make_engine(settings.database_url))() as session:
+    from collector.store.queries import list_schools
+
+    with _session(settings) as session:
         for s in list_schools(session=session):
             print(f"{s.id}\t{s.name}\tstudents={s.students}\tstaff={s.staff}")
     return 0
 
 
 def _agent_enroll(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    with make_session_factory(make_engine(settings.database_url))() as session:
-        agent, token = enroll_agent(session=session, school_id=args.school, name=args.name)
+    new = _validated(
+        AgentCreate,
+        {"school_id": _whole(args.school), "name": args.name},
+        options={"school_id": "school"},
+    )
+    from collector.store.queries import DuplicateName, UnknownSchool, enroll_agent
+
+    with _session(settings) as session:
+        try:
+            agent, token = enroll_agent(session=session, school_id=new.school_id, name=new.name)
+        except UnknownSchool as exc:
+            raise CommandError(f"school: {exc}", status=EXIT_USAGE) from None
+        except DuplicateName as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
         # The token alone on stdout, so scripts can capture it; it is never shown again.
         print(token)
         print(
-            f"enrolled agent {agent.name!r} (id {agent.id}) for school {args.school}",
+            f"enrolled agent {agent.name!r} (id {agent.id}) for school {new.school_id}",
             file=sys.stderr,
         )
     return 0
+
+
+def _whole(text: str) -> int | str:
+    """`text` as an int when it is one in plain ASCII digits, else unchanged.
+
+    The strict models then refuse what is left ("must be a whole number"), so "1_000", "4.5",
+    "1e3" and non-ASCII digits are refused rather than guessed at.
+    """
+    if not _WHOLE_NUMBER.fullmatch(text.strip()):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        # More digits than int() converts (4300): beyond any bound, and reported as such.
+        return -(10**100) if text.strip().startswith("-") else 10**100
+
+
+def _validated(
+    model: type[Model], values: dict[str, Any], *, options: dict[str, str] | None = None
+) -> Model:
+    names = options or {}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise CommandError(
+            *_problems(exc, lambda field: names.get(field, field)), status=EXIT_USAGE
+        ) from None
+
+
+def _problems(exc: ValidationError, option: Callable[[str], str]) -> list[str]:
+    """One `option: message` line per bad field; values are never quoted back."""
+    return [
+        f"{option('.'.join(str(part) for part in err['loc']))}: {_describe(err)}"
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _describe(err: ErrorDetails) -> str:
+    ctx = err.get("ctx", {})
+    match err["type"]:
+        case "less_than_equal":
+            return f"must be at most {ctx['le']}"
+        case "greater_than_equal":
+            return f"must be at least {ctx['ge']}"
+        case "string_too_short" if ctx["min_length"] == 1:
+            return "must not be empty"
+        case "string_too_short":
+            return f"must be at least {ctx['min_length']} characters"
+        case "string_too_long":
+            return f"must be at most {ctx['max_length']} characters"
+        case "int_type" | "int_parsing" | "int_from_float":
+            return "must be a whole number"
+        case "string_unicode":
+            return "must be valid Unicode text"
+        case "value_error":
+            return str(ctx["error"])
+        case "extra_forbidden":
+            return "is not a known setting"
+    return err["msg"]
+
+
+@contextmanager
+def _session(settings: CollectorSettings) -> Iterator[Session]:
+    """A session on a database that exists, answers and is migrated, else a CommandError."""
+    from sqlalchemy.exc import DBAPIError
+
+    from collector.store.db import make_engine, make_session_factory
+    from collector.store.migrate import is_at_head
+
+    shown = _checked_url(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            migrated = is_at_head(engine, settings.database_url)
+        except DBAPIError as exc:
+            raise CommandError(
+                f"database: cannot use {shown}: {_reason(exc)}", status=EXIT_ENVIRONMENT
+            ) from None
+        if not migrated:
+            raise CommandError(
+                "database: the schema is not at the newest migration: "
+                "run `readynet-collector migrate` first",
+                status=EXIT_ENVIRONMENT,
+            )
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _checked_url(database_url: str) -> str:
+    """The URL as it may be shown (no password), once it parses and names a usable database."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+        url.get_dialect()  # an unknown dialect (`postgres://`) fails here, not mid-command
+    except ArgumentError as exc:
+        raise CommandError(
+            f"READYNET_COLLECTOR_DATABASE_URL: {exc}", status=EXIT_ENVIRONMENT
+        ) from None
+    path = url.database
+    on_disk = path not in (None, "", ":memory:") and not url.query.get("uri")
+    if url.get_backend_name() == "sqlite" and path and on_disk and not Path(path).exists():
+        # Refused before connecting, which would create an empty file at a mistyped path.
+        raise CommandError(
+            f"database: {url.database} does not exist: run `readynet-collector migrate` first",
+            status=EXIT_ENVIRONMENT,
+        )
+    return url.render_as_string(hide_password=True)
+
+
+def _reason(exc: DBAPIError) -> str:
+    # The driver's first line says what failed (refused, no such database, bad password)
+    # without the hints and SQL that follow it.
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
