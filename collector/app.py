@@ -15,6 +15,7 @@ from collector.api.gate import StoreGate
 from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
 from collector.api.routes import health, metrics, results, schools, speedtest
+from collector.api.tokens import TokenCache
 from collector.readiness.board import ReadinessBoard
 from collector.readiness.targets import load_profile
 from collector.settings import CollectorSettings
@@ -47,6 +48,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.gate = StoreGate(app.state.session_factory, workers=settings.db_workers)
+    app.state.tokens = TokenCache()
     # One reserved connection each for /readyz and /metrics (store.db.RESERVED_CONNECTIONS).
     app.state.ready_limiter = anyio.CapacityLimiter(1)
     app.state.target_profile = load_profile(settings.target_profile)

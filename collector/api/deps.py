@@ -7,7 +7,6 @@ themselves after these have run: the token is checked before a byte of the body 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -16,20 +15,13 @@ from sqlalchemy.orm import Session
 
 from collector.api.errors import BAD_TOKEN
 from collector.api.gate import StoreGate
-from collector.store.queries import agent_for_token
+from collector.api.tokens import CallingAgent as CallingAgent  # re-exported for routes
+from collector.api.tokens import TokenCache
+from collector.store.queries import agent_for_token, hash_token
 
 _bearer = HTTPBearer(auto_error=False, description="The agent token from `agent enroll`.")
 # Longer than any token we issue; anything longer is refused without a database lookup.
 MAX_TOKEN_CHARS = 200
-
-
-@dataclass(frozen=True)
-class CallingAgent:
-    """Who is calling: plain values, safe to pass between threads (no ORM session attached)."""
-
-    id: int
-    name: str
-    school_id: int
 
 
 def get_gate(request: Request) -> StoreGate:
@@ -41,21 +33,32 @@ GateDep = Annotated[StoreGate, Depends(get_gate)]
 
 
 async def get_agent(
+    request: Request,
     gate: GateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> CallingAgent:
     token = None if credentials is None else credentials.credentials
     agent = None
     if token and len(token) <= MAX_TOKEN_CHARS:
-
-        def lookup(session: Session) -> CallingAgent | None:
-            found = agent_for_token(session=session, token=token)
-            return None if found is None else CallingAgent(found.id, found.name, found.school_id)
-
-        agent = await gate.run(lookup)
+        agent = await _agent_for(token, gate, request.app.state.tokens)
     if agent is None:
         raise HTTPException(401, BAD_TOKEN, headers={"WWW-Authenticate": "Bearer"})
     return agent
 
 
 AgentDep = Annotated[CallingAgent, Depends(get_agent)]
+
+
+async def _agent_for(token: str, gate: StoreGate, cache: TokenCache) -> CallingAgent | None:
+    digest = hash_token(token)
+    found, agent = cache.get(digest)
+    if found:
+        return agent
+
+    def lookup(session: Session) -> CallingAgent | None:
+        row = agent_for_token(session=session, token=token)
+        return None if row is None else CallingAgent(row.id, row.name, row.school_id)
+
+    agent = await gate.run(lookup)
+    cache.put(digest, agent)
+    return agent

@@ -41,25 +41,26 @@ def _number(value: float) -> str:
 
 
 class Family:
-    """The samples of one metric family; `add` appends one sample line."""
+    """One metric family: its header and samples, kept together as the format requires."""
 
-    def __init__(self, lines: list[str], sample_name: str) -> None:
-        self._lines = lines
+    def __init__(self, header: str, sample_name: str) -> None:
+        self.lines = [header]
         self._name = sample_name
 
     def add(self, label_set: str, value: float) -> None:
-        self._lines.append(f"{self._name}{label_set} {_number(value)}\n")
+        self.lines.append(f"{self._name}{label_set} {_number(value)}\n")
 
 
 class Exposition:
     def __init__(self) -> None:
-        self._lines: list[str] = []
+        self._families: list[Family] = []
 
     def family(self, name: str, kind: Kind, help_text: str) -> Family:
         """Start a family. Counters carry their `_total` suffix in `name`, as exposed (0.0.4)."""
         escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self._lines.append(f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n")
-        return Family(self._lines, name)
+        family = Family(f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n", name)
+        self._families.append(family)
+        return family
 
     def render(self) -> bytes:
-        return "".join(self._lines).encode()
+        return "".join(line for family in self._families for line in family.lines).encode()

@@ -24,7 +24,11 @@ def make_engine(database_url: str, *, workers: int = 4) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, **pool)
+    engine = create_engine(database_url, pool_pre_ping=True, **pool)
+    # Bulk inserts as multi-row INSERT ... VALUES pages rather than one statement per row:
+    # psycopg's executemany sends rows one by one, about 10x slower for a batch of 100.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.wire import Batch, Receipt, SnmpPoll, ThroughputTest
+from collector.store.bulk import insert_rows, reserve_ids
 from collector.store.models import (
     Agent,
     Device,
@@ -98,9 +99,9 @@ def _insert_measurements(
                 "error": m.error,
             }
         )
-    connection.execute(insert(_measurements), rows)
+    insert_rows(connection, _measurements, rows)
     if tests:
-        connection.execute(insert(_tests), [_test_row(t) for t in tests])
+        insert_rows(connection, _tests, [_test_row(t) for t in tests])
     if polls:
         _insert_polls(connection, school_id, polls, now)
 
@@ -126,25 +127,18 @@ def _insert_polls(
     device_ids = _device_ids(connection, school_id, {p.device for p in polls})
     # A clock running ahead counts as "now": it cannot make its poll the newest for long.
     ordered_at = {p.id: min(p.measured_at, now) for p in polls}
-    returned = connection.execute(
-        insert(_polls).returning(
-            _polls.c.poll_id, _polls.c.measurement_id, sort_by_parameter_order=True
-        ),
-        [
-            {
-                "measurement_id": p.id,
-                "device_id": device_ids[p.device],
-                "address": p.address,
-                "sys_object_id": p.sys_object_id,
-                "sys_uptime_ticks": p.sys_uptime_ticks,
-                "ordered_at": ordered_at[p.id],
-            }
-            for p in polls
-        ],
-    )
-    poll_ids: dict[uuid.UUID, int] = {
-        measurement_id: poll_id for poll_id, measurement_id in returned
-    }
+    rows = [
+        {
+            "measurement_id": p.id,
+            "device_id": device_ids[p.device],
+            "address": p.address,
+            "sys_object_id": p.sys_object_id,
+            "sys_uptime_ticks": p.sys_uptime_ticks,
+            "ordered_at": ordered_at[p.id],
+        }
+        for p in polls
+    ]
+    poll_ids = _insert_poll_rows(connection, rows)
     samples = [
         {
             "poll_id": poll_ids[p.id],
@@ -159,9 +153,25 @@ def _insert_polls(
         for p in polls
         for seq, row in enumerate(p.interfaces)
     ]
-    if samples:
-        connection.execute(insert(_samples), samples)
+    insert_rows(connection, _samples, samples)
     _advance_devices(connection, polls, device_ids, poll_ids, ordered_at)
+
+
+def _insert_poll_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
+    """Insert polls; returns each one's new poll_id by measurement id."""
+    if connection.dialect.name == "postgresql":
+        keys = reserve_ids(connection, _polls, "poll_id", len(rows))
+        for row, key in zip(rows, keys, strict=True):
+            row["poll_id"] = key
+        insert_rows(connection, _polls, rows)
+        return {row["measurement_id"]: row["poll_id"] for row in rows}
+    returned = connection.execute(
+        insert(_polls).returning(
+            _polls.c.poll_id, _polls.c.measurement_id, sort_by_parameter_order=True
+        ),
+        rows,
+    )
+    return {measurement_id: poll_id for poll_id, measurement_id in returned}
 
 
 def _device_ids(connection: Connection, school_id: int, names: set[str]) -> dict[str, int]:

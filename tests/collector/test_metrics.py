@@ -248,3 +248,17 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
                 },
             },
         ]
+
+
+def test_each_family_is_written_in_one_piece(collector: RunningCollector) -> None:
+    """The text format wants a family's HELP, TYPE and samples together, not interleaved."""
+    token = collector.enroll(collector.add_school("Lincoln"))
+    _post(collector, token, _poll(5000), SnmpPoll(device="ap", address="127.0.0.1:162"))
+    text = httpx.get(f"{collector.url}/metrics").text
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    names = [line.split("{")[0].split()[0] for line in text.splitlines() if line[:1] != "#"]
+    order = list(dict.fromkeys(names))
+    assert len(families) == len(set(families))
+    # Every sample name appears in one run: no family resumes after another started.
+    runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+    assert runs == order

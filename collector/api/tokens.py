@@ -1,0 +1,54 @@
+"""Agent tokens, checked without a database round trip for agents seen in the last minute.
+
+Under a burst, a thousand requests each looking their token up in the database would queue a
+thousand lookups ahead of any real work. Known tokens are answered from memory for `ttl_s`;
+unknown ones are remembered briefly too, so a flood of bad tokens costs one lookup per token and
+few seconds, not one per request. Only SHA-256 digests are kept, never tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+KNOWN_TTL_S = 60.0
+UNKNOWN_TTL_S = 5.0
+MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class CallingAgent:
+    """Who is calling: plain values, safe to pass between threads (no ORM session attached)."""
+
+    id: int
+    name: str
+    school_id: int
+
+
+class TokenCache:
+    """A bounded, expiring map from token digest to agent (or None for "no such agent")."""
+
+    def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[str, tuple[float, CallingAgent | None]] = OrderedDict()
+        self._max_entries = max_entries
+
+    def get(self, digest: str) -> tuple[bool, CallingAgent | None]:
+        """(found, agent): `found` is False when the database must be asked."""
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            self._entries.pop(digest, None)
+            return False, None
+        return True, entry[1]
+
+    def put(self, digest: str, agent: CallingAgent | None) -> None:
+        ttl = KNOWN_TTL_S if agent is not None else UNKNOWN_TTL_S
+        self._entries[digest] = (time.monotonic() + ttl, agent)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def forget_agent(self, agent_id: int) -> None:
+        """Drop every entry of one agent, e.g. after its token was revoked or rotated."""
+        for digest in [d for d, (_, a) in self._entries.items() if a and a.id == agent_id]:
+            del self._entries[digest]
