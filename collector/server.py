@@ -45,6 +45,11 @@ logger = logging.getLogger("uvicorn.error")
 RETRY_AFTER_S = 5
 # Descriptors kept out of max_connections: listening socket, database pool, logs, event loop.
 RESERVED_FILES = 64
+# uvicorn's listen backlog. asyncio accepts up to this many connections in one go, and takes
+# the next batch before the last one has been answered and closed: with room for one batch on
+# top of the open connections, a burst still made accept() fail on 1,024 files; with four, none.
+DEFAULT_BACKLOG = 2048
+ACCEPT_BATCHES_IN_FLIGHT = 4
 # Where the soft limit goes when the hard one is unlimited (Linux's default fs.nr_open).
 UNLIMITED_FILES_TARGET = 1 << 20
 
@@ -100,11 +105,26 @@ def raise_open_files_limit() -> OpenFilesLimit:
     return OpenFilesLimit(before=before, soft=soft, hard=hard)
 
 
-def connections_that_fit(max_connections: int, open_files: int) -> int:
-    """`max_connections`, lowered so that they and RESERVED_FILES fit in `open_files`."""
-    if open_files == resource.RLIM_INFINITY:
-        return max_connections
-    return max(1, min(max_connections, open_files - RESERVED_FILES))
+@dataclass(frozen=True)
+class Fit:
+    max_connections: int
+    backlog: int
+
+
+def fit_to_open_files(max_connections: int, open_files: int) -> Fit:
+    """`max_connections` and the backlog, lowered if need be to fit in `open_files`.
+
+    Otherwise accept() fails with EMFILE, asyncio stops accepting for a second at a time, and
+    every new client waits, health checks included: refusing some with 503 is better.
+    """
+    needed = max_connections + ACCEPT_BATCHES_IN_FLIGHT * DEFAULT_BACKLOG + RESERVED_FILES
+    if open_files == resource.RLIM_INFINITY or open_files >= needed:
+        return Fit(max_connections, DEFAULT_BACKLOG)
+    # Half for connections, half for accept bursts.
+    usable = max(open_files - RESERVED_FILES, 2)
+    backlog = max(usable // (2 * ACCEPT_BATCHES_IN_FLIGHT), 1)
+    bursts = ACCEPT_BATCHES_IN_FLIGHT * backlog
+    return Fit(max(min(max_connections, usable - bursts), 1), backlog)
 
 
 class _Refusals:
@@ -293,26 +313,26 @@ def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> u
     """
     limits = TransportLimits.from_settings(settings)
     open_files, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fitted = replace(
-        limits, max_connections=connections_that_fit(limits.max_connections, open_files)
-    )
+    fit = fit_to_open_files(limits.max_connections, open_files)
     config = uvicorn.Config(
         BodyDeadline(
             app,
             idle_timeout_s=limits.body_idle_timeout_s,
             min_bytes_per_s=limits.body_min_bytes_per_s,
         ),
-        http=guarded_protocol(fitted),
+        http=guarded_protocol(replace(limits, max_connections=fit.max_connections)),
         timeout_keep_alive=limits.keep_alive_s,
+        backlog=fit.backlog,
         **options,
     )
     # Logged after uvicorn.Config, which sets up logging.
-    if fitted.max_connections < limits.max_connections:
+    if fit.backlog < DEFAULT_BACKLOG:
         logger.warning(
-            "max_connections lowered from %d to %d to fit the open-files limit (%d)",
-            limits.max_connections,
-            fitted.max_connections,
+            "open-files limit %d: max_connections lowered from %d to %d, listen backlog to %d",
             open_files,
+            limits.max_connections,
+            fit.max_connections,
+            fit.backlog,
         )
     return config
 
