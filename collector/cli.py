@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from collector import __version__
-from collector.inventory import AgentCreate, SchoolCreate
+from collector.inventory import AgentCreate, DistrictCreate, SchoolCreate
 from collector.settings import CollectorSettings
 
 if TYPE_CHECKING:
@@ -122,8 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     # Numbers are parsed by the handler, so a bad one is reported like any other bad value.
     add.add_argument("--students", required=True, help="number of students")
     add.add_argument("--staff", required=True, help="number of staff")
+    add.add_argument("--district", help="district id (see `district add`)")
     add.set_defaults(handler=_school_add)
     school.add_parser("list", help="list schools").set_defaults(handler=_school_list)
+
+    district = sub.add_parser("district", help="manage districts").add_subparsers(required=True)
+    district_add = district.add_parser("add", help="add a district; prints its id")
+    district_add.add_argument("--name", required=True)
+    district_add.set_defaults(handler=_district_add)
+    district.add_parser("list", help="list districts").set_defaults(handler=_district_list)
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(required=True)
     enroll = agent.add_parser("enroll", help="create an agent for a school and print its token")
@@ -156,21 +163,49 @@ def _migrate(args: argparse.Namespace, settings: CollectorSettings) -> int:
 
 
 def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    new = _validated(
-        SchoolCreate,
-        {"name": args.name, "students": _whole(args.students), "staff": _whole(args.staff)},
-    )
+    values = {"name": args.name, "students": _whole(args.students), "staff": _whole(args.staff)}
+    if args.district is not None:
+        values["district_id"] = _whole(args.district)
+    new = _validated(SchoolCreate, values, options={"district_id": "district"})
     # Imported once the input is valid (see the module docstring).
-    from collector.store.queries import DuplicateName, create_school
+    from collector.store.queries import DuplicateName, UnknownDistrict, create_school
 
     with _session(settings) as session:
         try:
             school = create_school(
-                session=session, name=new.name, students=new.students, staff=new.staff
+                session=session,
+                name=new.name,
+                students=new.students,
+                staff=new.staff,
+                district_id=new.district_id,
             )
+        except UnknownDistrict as exc:
+            raise CommandError(f"district: {exc}", status=EXIT_USAGE) from None
         except DuplicateName as exc:
             raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
         print(school.id)
+    return 0
+
+
+def _district_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    new = _validated(DistrictCreate, {"name": args.name})
+    from collector.store.queries import DuplicateName, create_district
+
+    with _session(settings) as session:
+        try:
+            district = create_district(session=session, name=new.name)
+        except DuplicateName as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+        print(district.id)
+    return 0
+
+
+def _district_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.queries import list_districts
+
+    with _session(settings) as session:
+        for d in list_districts(session=session):
+            print(f"{d.id}\t{d.name}")
     return 0
 
 
@@ -179,7 +214,8 @@ def _school_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
 
     with _session(settings) as session:
         for s in list_schools(session=session):
-            print(f"{s.id}\t{s.name}\tstudents={s.students}\tstaff={s.staff}")
+            district = "" if s.district_id is None else f"\tdistrict={s.district_id}"
+            print(f"{s.id}\t{s.name}\tstudents={s.students}\tstaff={s.staff}{district}")
     return 0
 
 

@@ -102,6 +102,13 @@ class SchoolCreate(_Strict):
     name: SchoolName
     students: Headcount
     staff: Headcount
+    district_id: SchoolRef | None = None
+
+
+class DistrictCreate(_Strict):
+    """A new district: the unit Prometheus scrapes interface detail by."""
+
+    name: SchoolName
 
 
 class AgentCreate(_Strict):

@@ -10,15 +10,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collector.inventory import AgentCreate, SchoolCreate
+from collector.inventory import AgentCreate, DistrictCreate, SchoolCreate
 from collector.store.models import (
     Agent,
+    District,
     School,
 )
 
 
 class DuplicateName(ValueError):
     """A school or agent with that name exists already."""
+
+
+class UnknownDistrict(LookupError):
+    """No district has that id."""
 
 
 class UnknownSchool(LookupError):
@@ -29,10 +34,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_school(*, session: Session, name: str, students: int, staff: int) -> School:
+def create_school(
+    *, session: Session, name: str, students: int, staff: int, district_id: int | None = None
+) -> School:
     # SchoolCreate holds the bounds (pydantic.ValidationError, a ValueError, names the field).
-    new = SchoolCreate(name=name, students=students, staff=staff)
-    school = School(name=new.name, students=new.students, staff=new.staff)
+    new = SchoolCreate(name=name, students=students, staff=staff, district_id=district_id)
+    if new.district_id is not None and session.get(District, new.district_id) is None:
+        raise UnknownDistrict(f"no district with id {new.district_id}")
+    school = School(
+        name=new.name, students=new.students, staff=new.staff, district_id=new.district_id
+    )
     session.add(school)
     try:
         session.commit()
@@ -40,6 +51,22 @@ def create_school(*, session: Session, name: str, students: int, staff: int) -> 
         session.rollback()
         raise DuplicateName(f"a school named {new.name!r} exists already") from exc
     return school
+
+
+def create_district(*, session: Session, name: str) -> District:
+    new = DistrictCreate(name=name)
+    district = District(name=new.name)
+    session.add(district)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise DuplicateName(f"a district named {new.name!r} exists already") from exc
+    return district
+
+
+def list_districts(*, session: Session) -> Sequence[District]:
+    return session.scalars(select(District).order_by(District.id)).all()
 
 
 def list_schools(*, session: Session) -> Sequence[School]:

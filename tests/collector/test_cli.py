@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -21,7 +19,7 @@ from sqlalchemy import text
 from collector.inventory import MAX_HEADCOUNT, AgentCreate, SchoolCreate
 from collector.store.db import make_engine, make_session_factory
 from collector.store.queries import create_school, enroll_agent
-from tests.fixtures.collector import POSTGRES_ADMIN
+from tests.fixtures.collector import throwaway_postgres
 
 SCHOOL = "Lincoln Elementary"
 AGENT = "pi-lincoln"
@@ -110,14 +108,8 @@ def seeded(
     if request.param == "sqlite":
         yield _seed(f"sqlite:///{tmp_path_factory.mktemp('cli') / 'collector.db'}")
         return
-    name = f"readynet_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _seed(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with throwaway_postgres() as url:
+        yield _seed(url)
 
 
 def _seed(url: str) -> Seeded:
@@ -296,3 +288,21 @@ def test_models_publish_their_bounds() -> None:
     agent = AgentCreate.model_json_schema()["properties"]
     assert agent["name"]["maxLength"] == 100
     assert (agent["school_id"]["minimum"], agent["school_id"]["maximum"]) == (1, 2**31 - 1)
+
+
+def test_districts_group_schools(database_url: str) -> None:
+    ok(database_url, "migrate")
+    assert ok(database_url, "district", "add", "--name", " Springfield USD ").stdout == "1\n"
+    assert ok(database_url, "district", "list").stdout == "1\tSpringfield USD\n"
+    ok(database_url, *school_add(), "--district", "1")
+    ok(database_url, *school_add(name="No District High"))
+    assert ok(database_url, "school", "list").stdout.splitlines() == [
+        "1\tAdams Middle\tstudents=800\tstaff=70\tdistrict=1",
+        "2\tNo District High\tstudents=800\tstaff=70",
+    ]
+    before = snapshot(database_url)
+    unknown = cli(database_url, *school_add(name="Lost"), "--district", "7")
+    assert_one_error(unknown, 2, "district: no district with id 7")
+    twice = cli(database_url, "district", "add", "--name", "Springfield USD")
+    assert_one_error(twice, 2, "name: a district named 'Springfield USD' exists already")
+    assert snapshot(database_url) == before
