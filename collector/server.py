@@ -16,8 +16,9 @@ build their server here, so the tests run what production runs:
 - Connection limit: while `max_connections` are open, a new connection is answered 503 with
   `Retry-After` at once, before its request is read, and closed. A flood then costs one
   short-lived descriptor per connection and never starves accept().
-- Open files: `serve` raises the soft RLIMIT_NOFILE to the hard limit, and `build_config`
-  lowers `max_connections` if the open-files limit still cannot hold them.
+- Open files: `serve` raises the soft RLIMIT_NOFILE to the hard limit. The open connections
+  and a burst of new ones (four listen backlogs of 2,048) must fit in it, about 12,300 files by
+  default; where they cannot, `build_config` lowers `max_connections` and the backlog and warns.
 """
 
 from __future__ import annotations
@@ -334,6 +335,16 @@ def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> u
             fit.max_connections,
             fit.backlog,
         )
+    logger.info(
+        "request head within %g s; body pauses up to %g s, then at least %g bytes/s; "
+        "keep-alive %d s; max_connections %d, listen backlog %d",
+        limits.header_timeout_s,
+        limits.body_idle_timeout_s,
+        limits.body_min_bytes_per_s,
+        limits.keep_alive_s,
+        fit.max_connections,
+        fit.backlog,
+    )
     return config
 
 
