@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Table, TypeDecorator, insert, text
+from sqlalchemy.exc import IntegrityError
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -27,9 +28,13 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, A
     quote = connection.dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
     dbapi: psycopg.Connection[Any] = connection.connection.dbapi_connection  # type: ignore[assignment]
-    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([c(row[n]) for c, n in zip(convert, names, strict=True)])
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([c(row[n]) for c, n in zip(convert, names, strict=True)])
+    except psycopg.IntegrityError as exc:
+        # As SQLAlchemy would have raised it: callers retry a batch that raced its own retry.
+        raise IntegrityError(statement, None, exc) from exc
 
 
 def reserve_ids(connection: Connection, table: Table, column: str, count: int) -> list[int]:
