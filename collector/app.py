@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from collector import __version__
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
+from collector.api.group_commit import GroupCommit
 from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
 from collector.api.routes import health, metrics, results, schools, speedtest
@@ -31,7 +32,7 @@ class SchemaNotMigrated(RuntimeError):
 
 def create_app(settings: CollectorSettings) -> FastAPI:
     """Build the app for `settings`; its lifespan checks the schema and owns the engine."""
-    engine = make_engine(settings.database_url, workers=settings.db_workers)
+    engine = make_engine(settings.database_url, workers=settings.store_workers())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,8 +48,9 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.gate = StoreGate(app.state.session_factory, workers=settings.db_workers)
+    app.state.gate = StoreGate(app.state.session_factory, workers=settings.store_workers())
     app.state.tokens = TokenCache()
+    app.state.group_commit = GroupCommit(app.state.gate)
     # One reserved connection each for /readyz and /metrics (store.db.RESERVED_CONNECTIONS).
     app.state.ready_limiter = anyio.CapacityLimiter(1)
     app.state.target_profile = load_profile(settings.target_profile)

@@ -23,7 +23,13 @@ class CollectorSettings(BaseSettings):
     target_profile: str = "setda-2012"
     # Database work that may run at once (the store gate); the rest queues in arrival order.
     # The connection pool is sized above it, so requests never wait on each other for one.
-    db_workers: int = Field(default=8, ge=1, le=64)
+    # Unset: 8 on PostgreSQL, 2 on SQLite (one writer at a time; more only wait on its lock).
+    db_workers: int | None = Field(default=None, ge=1, le=64)
+
+    def store_workers(self) -> int:
+        if self.db_workers is not None:
+            return self.db_workers
+        return 2 if self.database_url.startswith("sqlite") else 8
     # Readiness is judged on the tests of the last this many days.
     readiness_window_days: int = Field(default=30, ge=1, le=3650)
     # Interfaces in the default /metrics scrape; past it, each device's busiest ones only.

@@ -24,7 +24,9 @@ _bearer = HTTPBearer(auto_error=False, description="The agent token from `agent 
 MAX_TOKEN_CHARS = 200
 
 
-def get_gate(request: Request) -> StoreGate:
+async def get_gate(request: Request) -> StoreGate:
+    # Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # per request that under a burst of a thousand posts starved the event loop.
     gate: StoreGate = request.app.state.gate
     return gate
 
@@ -59,6 +61,5 @@ async def _agent_for(token: str, gate: StoreGate, cache: TokenCache) -> CallingA
         row = agent_for_token(session=session, token=token)
         return None if row is None else CallingAgent(row.id, row.name, row.school_id)
 
-    agent = await gate.run(lookup)
-    cache.put(digest, agent)
-    return agent
+    # A burst from one agent (or a thousand requests on a cold start) asks the database once.
+    return await cache.single_flight(digest, lambda: gate.run(lookup))

@@ -63,7 +63,16 @@ class StoreGate:
         async with self._turns:
             if gone is not None and await gone():
                 raise ClientGone
-            return await anyio.to_thread.run_sync(self._in_session, fn, limiter=self._threads)
+            return await self.in_thread(fn)
+
+    async def run_turn(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Hold one turn while `work` runs; `work` calls `in_thread` for its database work."""
+        async with self._turns:
+            return await work()
+
+    async def in_thread(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in a worker thread. Only for callers holding a turn."""
+        return await anyio.to_thread.run_sync(self._in_session, fn, limiter=self._threads)
 
     def _in_session(self, fn: Callable[[Session], T]) -> T:
         with self._session_factory() as session:

@@ -8,8 +8,10 @@ few seconds, not one per request. Only SHA-256 digests are kept, never tokens.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 KNOWN_TTL_S = 60.0
@@ -32,6 +34,27 @@ class TokenCache:
     def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: OrderedDict[str, tuple[float, CallingAgent | None]] = OrderedDict()
         self._max_entries = max_entries
+        self._in_flight: dict[str, asyncio.Future[CallingAgent | None]] = {}
+
+    async def single_flight(
+        self, digest: str, lookup: Callable[[], Awaitable[CallingAgent | None]]
+    ) -> CallingAgent | None:
+        """Run `lookup` once for concurrent callers asking about the same digest; cache it.
+
+        The lookup runs as its own task, so a caller that goes away does not cancel it for the
+        others waiting on it.
+        """
+        task = self._in_flight.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(lookup())
+            self._in_flight[digest] = task
+            task.add_done_callback(lambda done: self._settled(digest, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, digest: str, task: asyncio.Future[CallingAgent | None]) -> None:
+        del self._in_flight[digest]
+        if not task.cancelled() and task.exception() is None:
+            self.put(digest, task.result())
 
     def get(self, digest: str) -> tuple[bool, CallingAgent | None]:
         """(found, agent): `found` is False when the database must be asked."""

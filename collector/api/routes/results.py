@@ -13,13 +13,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
-from agent.wire import Batch, Receipt
-from collector.api.deps import AgentDep, GateDep
+from agent.wire import Receipt
+from collector.api.deps import AgentDep
 from collector.api.errors import UNSUPPORTED_ENCODING, error_responses, payload_error
 from collector.api.gate import ClientGone
-from collector.store.ingest import add_batch
+from collector.api.group_commit import GroupCommit, Post
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 
@@ -37,23 +36,15 @@ BATCH_BODY: dict[str, Any] = {
     openapi_extra=BATCH_BODY,
     responses=error_responses(400, 401, 408, 413, 415, 422, 503),
 )
-async def post_results(request: Request, agent: AgentDep, gate: GateDep) -> Any:
+async def post_results(request: Request, agent: AgentDep) -> Any:
     """Store a batch. Idempotent: ids already stored are listed under `duplicates`."""
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise HTTPException(415, UNSUPPORTED_ENCODING)
     body = await request.body()
-
-    def parse_and_store(session: Session) -> Receipt | ValidationError:
-        try:
-            batch = Batch.model_validate_json(body)
-        except ValidationError as exc:
-            return exc
-        return add_batch(session=session, agent_id=agent.id, school_id=agent.school_id, batch=batch)
-
+    post = Post(agent.id, agent.school_id, body, request.is_disconnected)
+    group_commit: GroupCommit = request.app.state.group_commit
     try:
-        # Parsed on its turn too: a burst of a thousand bodies parsed at once would each take
-        # a thousandth of the CPU, and none would be stored until all were parsed.
-        outcome = await gate.run(parse_and_store, gone=request.is_disconnected)
+        outcome = await group_commit.store(post)
     except ClientGone:
         # Nobody to answer; the agent retries the same ids, which is harmless.
         return Response(status_code=499)
