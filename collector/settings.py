@@ -30,6 +30,7 @@ class CollectorSettings(BaseSettings):
         if self.db_workers is not None:
             return self.db_workers
         return 2 if self.database_url.startswith("sqlite") else 8
+
     # Readiness is judged on the tests of the last this many days.
     readiness_window_days: int = Field(default=30, ge=1, le=3650)
     # Interfaces in the default /metrics scrape; past it, each device's busiest ones only.
