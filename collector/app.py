@@ -10,6 +10,7 @@ import anyio
 from fastapi import FastAPI
 
 from collector import __version__
+from collector.api.admission import Admission
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
 from collector.api.group_commit import GroupCommit
@@ -66,5 +67,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_batch_bytes, prefixes=("/api/v1/results",)
     )
+    # Outermost of ours: held-back requests cost nothing of the layers below.
+    app.add_middleware(Admission, limit=settings.admitted_requests)
     with_wire_schemas(app)
     return app

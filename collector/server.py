@@ -26,15 +26,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
+import sys
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import uvicorn
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    _HAVE_HTTPTOOLS = True
+except ImportError:  # httptools is optional: h11 works everywhere, only slower
+    HttpToolsProtocol = H11Protocol  # type: ignore[assignment,misc]
+    _HAVE_HTTPTOOLS = False
 from uvicorn.server import ServerState
 
 from collector.api.errors import BODY_TIMEOUT, TOO_MANY_CONNECTIONS
@@ -136,8 +146,15 @@ class _Refusals:
         self.count = 0
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a request-head deadline and a connection limit.
+if TYPE_CHECKING:
+    # The mixin below runs on top of either of uvicorn's protocols; they share these members.
+    _ProtocolBase = H11Protocol
+else:
+    _ProtocolBase = object
+
+
+class _Guard(_ProtocolBase):
+    """A request-head deadline and a connection limit, for either of uvicorn's HTTP protocols.
 
     uvicorn makes one instance per connection; bind limits with `guarded_protocol(limits)`.
     """
@@ -222,14 +239,34 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(limits: TransportLimits) -> type[GuardedH11Protocol]:
-    """A protocol class for `uvicorn.Config(http=...)`, bound to `limits` and one server."""
+class GuardedH11Protocol(_Guard, H11Protocol):
+    """uvicorn's pure-Python h11 protocol, guarded."""
 
-    class BoundGuardedH11Protocol(GuardedH11Protocol):
+
+# Under mypy the mixin's stand-in base is H11Protocol, whose `cycle` type differs; at run time
+# the mixin's base is `object`.
+class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc]
+    """uvicorn's httptools protocol (C parser), guarded: the default when httptools is there.
+
+    Under a burst of a thousand posts, parsing heads and bodies in h11 was a large share of the
+    event loop's work, time in which `/healthz` waited too.
+    """
+
+
+def guarded_protocol(limits: TransportLimits, *, parser: str = "auto") -> type[_Guard]:
+    """A protocol class for `uvicorn.Config(http=...)`, bound to `limits` and one server.
+
+    `parser` is "httptools", "h11", or "auto" (httptools when it is installed).
+    """
+    base: type[_Guard] = GuardedH11Protocol
+    if parser == "httptools" or (parser == "auto" and _HAVE_HTTPTOOLS):
+        base = GuardedHttpToolsProtocol
+
+    class BoundGuardedProtocol(base):  # type: ignore[valid-type,misc]
         LIMITS = limits
         REFUSALS = _Refusals()
 
-    return BoundGuardedH11Protocol
+    return BoundGuardedProtocol
 
 
 class _BodyTimedOut(HTTPException):
@@ -350,6 +387,7 @@ def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> u
 
 def serve(app: ASGIApp, settings: CollectorSettings, *, host: str, port: int) -> None:
     """Serve `app` until stopped, as `readynet-collector serve` does."""
+    sys.setswitchinterval(float(os.environ.get("RN_SWITCH", "0.005")))
     open_files = raise_open_files_limit()
     config = build_config(app, settings, host=host, port=port, log_level="info")
     logger.info(
