@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -45,13 +45,17 @@ def add_batch(*, session: Session, agent_id: int, school_id: int, batch: Batch) 
     An id repeated inside the batch is the same result sent twice: the first copy is stored and
     the others are answered as duplicates, exactly as if they had come in a later retry.
     """
+    delivery = Delivery(agent_id, school_id, batch)
+    touches = _Touches()
     try:
-        receipt = _store_new(session=session, agent_id=agent_id, school_id=school_id, batch=batch)
+        receipt = _store_new(session, delivery, touches)
     except IntegrityError:
         # The same ids arrived concurrently (a retry racing its original): the other request
         # stored them, so looking again reports them as duplicates.
         session.rollback()
-        receipt = _store_new(session=session, agent_id=agent_id, school_id=school_id, batch=batch)
+        touches = _Touches()
+        receipt = _store_new(session, delivery, touches)
+    touches.apply(session.connection())
     session.commit()
     return receipt
 
@@ -73,11 +77,10 @@ def add_batches(*, session: Session, deliveries: Sequence[Delivery]) -> list[Rec
     concurrent request (the same ids, or a device created at the same instant), it is rolled
     back and each batch is stored on its own, as `add_batch` would.
     """
+    touches = _Touches()
     try:
-        receipts = [
-            _store_new(session=session, agent_id=d.agent_id, school_id=d.school_id, batch=d.batch)
-            for d in deliveries
-        ]
+        receipts = [_store_new(session, d, touches) for d in deliveries]
+        touches.apply(session.connection())
         session.commit()
         return receipts
     except IntegrityError:
@@ -88,8 +91,61 @@ def add_batches(*, session: Session, deliveries: Sequence[Delivery]) -> list[Rec
     ]
 
 
-def _store_new(*, session: Session, agent_id: int, school_id: int, batch: Batch) -> Receipt:
-    """Write what is new in `batch` into the open transaction; the caller commits."""
+@dataclass
+class _Touches:
+    """Rows that every batch updates: its agent's last-seen time, its devices' newest polls.
+
+    Recorded while the rows are inserted and written last, in id order, so that concurrent
+    transactions take these row locks in one order (no deadlock) and hold them only until
+    their commit, not through all their inserts.
+    """
+
+    agents: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    newest: dict[int, tuple[datetime, int]] = field(default_factory=dict)
+    newest_ok: dict[int, tuple[datetime, int]] = field(default_factory=dict)
+
+    def device_polled(self, device_id: int, at: datetime, poll_id: int, *, ok: bool) -> None:
+        for best in (self.newest, self.newest_ok) if ok else (self.newest,):
+            if device_id not in best or at >= best[device_id][0]:
+                best[device_id] = (at, poll_id)
+
+    def apply(self, connection: Connection) -> None:
+        for best, id_column, at_column in (
+            (self.newest, "last_poll_id", "last_poll_at"),
+            (self.newest_ok, "last_ok_poll_id", "last_ok_at"),
+        ):
+            if best:
+                connection.execute(
+                    _advance(id_column, at_column),
+                    [
+                        {"device": device, "poll": poll, "at": at}
+                        for device, (at, poll) in sorted(best.items())
+                    ],
+                )
+        for agent_id, (seen, version) in sorted(self.agents.items()):
+            connection.execute(
+                update(Agent)
+                .where(Agent.id == agent_id)
+                .values(last_seen_at=seen, last_version=version)
+            )
+
+
+def _advance(id_column: str, at_column: str) -> Update:
+    """Move a device's pointer to a poll, unless it already points at a newer one."""
+    at = _devices.c[at_column]
+    return (
+        update(_devices)
+        .where(
+            _devices.c.id == bindparam("device"),
+            or_(at.is_(None), at <= bindparam("at", type_=UtcDateTime())),
+        )
+        .values({id_column: bindparam("poll"), at_column: bindparam("at")})
+    )
+
+
+def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Receipt:
+    """Write what is new in the batch into the open transaction; the caller commits."""
+    agent_id, school_id, batch = delivery.agent_id, delivery.school_id, delivery.batch
     ids = [m.id for m in batch.measurements]
     known = set(session.scalars(select(Measurement.id).where(Measurement.id.in_(set(ids)))))
     fresh: dict[uuid.UUID, ThroughputTest | SnmpPoll] = {}
@@ -99,12 +155,8 @@ def _store_new(*, session: Session, agent_id: int, school_id: int, batch: Batch)
     now = datetime.now(UTC)
     connection = session.connection()
     if fresh:
-        _insert_measurements(connection, agent_id, school_id, fresh.values(), now)
-    connection.execute(
-        update(Agent)
-        .where(Agent.id == agent_id)
-        .values(last_seen_at=now, last_version=batch.agent_version)
-    )
+        _insert_measurements(connection, agent_id, school_id, fresh.values(), now, touches)
+    touches.agents[agent_id] = (now, batch.agent_version)
     duplicates = ids.copy()
     for stored in fresh:
         duplicates.remove(stored)
@@ -117,6 +169,7 @@ def _insert_measurements(
     school_id: int,
     fresh: Iterable[ThroughputTest | SnmpPoll],
     now: datetime,
+    touches: _Touches,
 ) -> None:
     tests: list[ThroughputTest] = []
     polls: list[SnmpPoll] = []
@@ -138,7 +191,7 @@ def _insert_measurements(
     if tests:
         insert_rows(connection, _tests, [_test_row(t) for t in tests])
     if polls:
-        _insert_polls(connection, school_id, polls, now)
+        _insert_polls(connection, school_id, polls, now, touches)
 
 
 def _test_row(test: ThroughputTest) -> dict[str, Any]:
@@ -157,7 +210,11 @@ def _test_row(test: ThroughputTest) -> dict[str, Any]:
 
 
 def _insert_polls(
-    connection: Connection, school_id: int, polls: Sequence[SnmpPoll], now: datetime
+    connection: Connection,
+    school_id: int,
+    polls: Sequence[SnmpPoll],
+    now: datetime,
+    touches: _Touches,
 ) -> None:
     device_ids = _device_ids(connection, school_id, {p.device for p in polls})
     # A clock running ahead counts as "now": it cannot make its poll the newest for long.
@@ -189,7 +246,10 @@ def _insert_polls(
         for seq, row in enumerate(p.interfaces)
     ]
     insert_rows(connection, _samples, samples)
-    _advance_devices(connection, polls, device_ids, poll_ids, ordered_at)
+    for p in polls:
+        touches.device_polled(
+            device_ids[p.device], ordered_at[p.id], poll_ids[p.id], ok=p.error is None
+        )
 
 
 def _insert_poll_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
@@ -223,42 +283,3 @@ def _device_ids(connection: Connection, school_id: int, names: set[str]) -> dict
         )
     )
     return {row[0]: row[1] for row in found}
-
-
-def _advance_devices(
-    connection: Connection,
-    polls: Sequence[SnmpPoll],
-    device_ids: dict[str, int],
-    poll_ids: dict[uuid.UUID, int],
-    ordered_at: dict[uuid.UUID, datetime],
-) -> None:
-    """Point each device at its newest poll and newest successful poll, if newer than before."""
-    newest: dict[str, SnmpPoll] = {}
-    newest_ok: dict[str, SnmpPoll] = {}
-    for p in polls:
-        for best, eligible in ((newest, True), (newest_ok, p.error is None)):
-            current = best.get(p.device)
-            if eligible and (current is None or ordered_at[p.id] >= ordered_at[current.id]):
-                best[p.device] = p
-    for best, id_column, at_column in (
-        (newest, "last_poll_id", "last_poll_at"),
-        (newest_ok, "last_ok_poll_id", "last_ok_at"),
-    ):
-        if not best:
-            continue
-        at = _devices.c[at_column]
-        statement = (
-            update(_devices)
-            .where(
-                _devices.c.id == bindparam("device"),
-                or_(at.is_(None), at <= bindparam("at", type_=UtcDateTime())),
-            )
-            .values({id_column: bindparam("poll"), at_column: bindparam("at")})
-        )
-        connection.execute(
-            statement,
-            [
-                {"device": device_ids[name], "poll": poll_ids[p.id], "at": ordered_at[p.id]}
-                for name, p in best.items()
-            ],
-        )
