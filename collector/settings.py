@@ -33,7 +33,7 @@ class CollectorSettings(BaseSettings):
 
     # Requests inside the application at once; later ones wait outside, in arrival order, at
     # no cost (health, readiness and metrics are never held back).
-    admitted_requests: int = Field(default=64, ge=1, le=10_000)
+    admitted_requests: int = Field(default=32, ge=1, le=10_000)
     # Readiness is judged on the tests of the last this many days.
     readiness_window_days: int = Field(default=30, ge=1, le=3650)
     # Interfaces in the default /metrics scrape; past it, each device's busiest ones only.
