@@ -154,7 +154,8 @@ def _print_summary(url: str, school_id: int) -> None:
     print(f"\n=== Readiness: {readiness['school']} ({readiness['users']} students and staff) ===")
     print(
         f"profile {readiness['profile']}: {readiness['tests']} tests over "
-        f"{', '.join(readiness['paths'])}, judged on the {readiness['measure']}"
+        f"{', '.join(readiness['paths'])} in the last {readiness['window_days']} days, "
+        f"judged on the {readiness['measure']}"
     )
     for target in readiness["targets"]:
         measured = target["measured_mbps"]

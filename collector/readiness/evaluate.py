@@ -11,7 +11,7 @@ from typing import Literal
 from collector.readiness.targets import Target, TargetProfile
 
 Verdict = Literal["meets", "below", "inconclusive"]
-MEASURE = "median download of successful throughput tests inside the window"
+MEASURE = "median download of successful throughput tests"
 # SETDA and FCC targets are about contracted capacity; a speed test measures the experience.
 BASIS = "measured throughput, not contracted capacity"
 
