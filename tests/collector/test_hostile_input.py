@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -262,3 +264,23 @@ def test_token_is_checked_before_the_body_is_read(collector: RunningCollector) -
 def test_malformed_json_without_a_token_is_a_401(collector: RunningCollector) -> None:
     response = _post(collector, '{"measurements": [')
     assert (response.status_code, response.json()) == (401, {"detail": errors.BAD_TOKEN})
+
+
+def test_big_posts_without_a_token_do_not_hold_up_the_collector(
+    collector: RunningCollector,
+) -> None:
+    """Before: 8 unauthenticated 7.8 MB posts were read in full and held /healthz for 2.4 s."""
+    body = b'{"measurements": [' + b" " * 7_800_000 + b"]}"
+
+    def post() -> int:
+        return _post(collector, body).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = [pool.submit(post) for _ in range(8)]
+        started = time.monotonic()
+        health = httpx.get(f"{collector.url}/healthz", timeout=5)
+        elapsed = time.monotonic() - started
+        statuses = [a.result() for a in answers]
+    assert health.status_code == 200
+    assert elapsed < 1.0
+    assert statuses == [401] * 8
