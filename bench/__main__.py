@@ -9,13 +9,15 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import load, onnet, snmp_poll
+from bench import ingest, load, onnet, scale, snmp_poll
 from bench._common import Figure, say
 
 BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
     ("snmp", snmp_poll.run),
     ("onnet", onnet.run),
     ("load", load.run),
+    ("ingest", ingest.run),
+    ("scale", scale.run),
 ]
 
 

@@ -19,7 +19,8 @@ class Figure:
     """One line of the summary: our measurement, the reference's, and their ratio.
 
     `value`/`reference` are None when that side could not run; `instead`, when set, is shown
-    in place of the figures (e.g. "skipped: iperf3 not found on PATH").
+    in place of the figures (e.g. "skipped: iperf3 not found on PATH"); `verdict`, when set,
+    ends the line (e.g. "target >= 0.6: PASS").
     """
 
     group: str
@@ -32,6 +33,7 @@ class Figure:
     lower_is_better: bool
     note: str = ""
     instead: str = ""
+    verdict: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -41,14 +43,15 @@ class Figure:
 
     def line(self) -> str:
         head = f"{self.group:<6} {self.label:<34}"
+        verdict = f" {self.verdict}" if self.verdict else ""
         if self.instead:
-            return f"{head} {self.instead}"
+            return f"{head} {self.instead}{verdict}"
         ratio = "n/a" if self.ratio is None else f"{self.ratio:.2f}"
         better = "lower" if self.lower_is_better else "higher"
         return (
             f"{head} {self.ours_name:>8} {_num(self.value)} {self.unit} | "
             f"{self.reference_name:>8} {_num(self.reference)} {self.unit} | "
-            f"ratio {ratio} ({better} is better)"
+            f"ratio {ratio} ({better} is better){verdict}"
         )
 
 

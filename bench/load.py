@@ -19,26 +19,28 @@ import json
 import os
 import resource
 import secrets
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
 import httpx
-import psycopg
 from sqlalchemy import func, select
 
 from agent.settings import AgentSettings
 from agent.wire import Batch, ThroughputTest
-from bench._common import LOOPBACK, REPO_DIR, VENV_BIN, Figure, require_tool, say
-from collector.localrun import free_port, log_tail, stop_process, wait_for_http
+from bench._collector import (
+    BenchError,
+    RunningCollector,
+    postgres_unreachable,
+    serve_collector,
+    throwaway_postgres,
+)
+from bench._common import REPO_DIR, Figure, require_tool, say
 from collector.store.db import make_engine
 from collector.store.models import Measurement
 
@@ -59,27 +61,9 @@ HEALTHZ_LIMIT_S = 1.0
 # A stuck /healthz is recorded as this long and failed; the sampler then asks again.
 HEALTHZ_TIMEOUT_S = 5.0
 
-STARTUP_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
-_START_ATTEMPTS = 3
 # 1,000 connections need 1,000 descriptors in wrk and as many in the server, plus their files.
 WANTED_OPEN_FILES = 65536
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 _RESULT_MARKER = "READYNET-LOAD-JSON "
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class RunningCollector:
-    """A ``readynet-collector serve`` process with one school and one enrolled agent."""
-
-    url: str
-    token: str
-    database_url: str
-    log_path: Path
 
 
 @dataclass(frozen=True)
@@ -235,85 +219,6 @@ def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-def _cli(database_url: str, *args: str) -> str:
-    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": database_url}
-    done = subprocess.run(
-        [str(VENV_BIN / "readynet-collector"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"readynet-collector {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-def enroll(database_url: str) -> str:
-    """Migrate, add a school and enrol one agent through the real CLI; returns its token."""
-    _cli(database_url, "migrate")
-    school_id = _cli(
-        database_url, "school", "add", "--name", "Load School", "--students", "450", "--staff", "50"
-    )
-    token = _cli(database_url, "agent", "enroll", "--school", school_id, "--name", "load-agent")
-    return token.splitlines()[0]
-
-
-@contextmanager
-def serve_collector(database_url: str, workdir: Path) -> Iterator[RunningCollector]:
-    """A migrated, enrolled collector serving on a free 127.0.0.1 port, stopped afterwards."""
-    token = enroll(database_url)
-    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": database_url}
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for attempt in range(_START_ATTEMPTS):
-            # Another process may take the free port first: then try another one.
-            port = free_port(socket.SOCK_STREAM)
-            log_path = workdir / f"collector-{attempt}.log"
-            command = ["serve", "--host", LOOPBACK, "--port", str(port)]
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [str(VENV_BIN / "readynet-collector"), *command],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-            url = f"http://{LOOPBACK}:{port}"
-            if wait_for_http(process, f"{url}/healthz", STARTUP_TIMEOUT_S):
-                break
-            stop_process(process)
-        else:
-            raise BenchError(f"the collector did not start; log tail:\n{log_tail(log_path)}")
-        yield RunningCollector(url, token, database_url, log_path)
-    finally:
-        # Requests wrk abandoned may still be queued: do not wait for them all.
-        stop_process(process, timeout_s=STOP_TIMEOUT_S)
-
-
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL (127.0.0.1:5432), dropped afterwards."""
-    name = f"readynet_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def postgres_unreachable() -> str | None:
-    """Why the local PostgreSQL cannot be used, or None when it answers."""
-    try:
-        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=5):
-            return None
-    except psycopg.OperationalError as exc:
-        first_line = next(iter(str(exc).splitlines()), "")
-        return f"PostgreSQL not reachable on 127.0.0.1:5432 ({first_line})"
 
 
 class HealthzSampler:
