@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -29,38 +28,13 @@ from collector.api.speedtest_limits import (
     SpeedtestLimiter,
     SpeedtestLimits,
 )
-from collector.app import create_app
 from collector.settings import CollectorSettings
-from collector.store.db import make_engine, make_session_factory
-from collector.store.migrate import upgrade_to_head
-from tests.fixtures.collector import RunningCollector, ServerThread
+from tests.fixtures.collector import RunningCollector, StartCollector
 
 LOOPBACK = "127.0.0.1"
 MiB = 1 << 20
 # Slack for a loaded machine on top of each deadline.
 SLACK_S = 1.5
-
-StartCollector = Callable[..., RunningCollector]
-
-
-@pytest.fixture
-def start_collector(sqlite_url: str) -> Iterator[StartCollector]:
-    """Start a real collector on SQLite with the given settings."""
-    servers: list[ServerThread] = []
-    engine = make_engine(sqlite_url)
-
-    def start(**overrides: Any) -> RunningCollector:
-        upgrade_to_head(sqlite_url)
-        settings = CollectorSettings(database_url=sqlite_url, host=LOOPBACK, port=0, **overrides)
-        server = ServerThread(lambda: create_app(settings))
-        server.start()
-        servers.append(server)
-        return RunningCollector(server, sqlite_url, make_session_factory(engine))
-
-    yield start
-    for server in servers:
-        server.stop()
-    engine.dispose()
 
 
 def _auth(token: str) -> dict[str, str]:

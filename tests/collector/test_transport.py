@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ import httpx
 import pytest
 
 from collector.api.errors import BODY_TIMEOUT, TOO_MANY_CONNECTIONS
-from collector.app import create_app
 from collector.localrun import LOOPBACK, free_port, stop_process, venv_script, wait_for_http
 from collector.server import (
     ACCEPT_BATCHES_IN_FLIGHT,
@@ -39,35 +38,12 @@ from collector.server import (
     raise_open_files_limit,
 )
 from collector.settings import CollectorSettings
-from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import upgrade_to_head
-from tests.fixtures.collector import RunningCollector, ServerThread
+from tests.fixtures.collector import ServerThread, StartCollector
 
 UNIT = Path(__file__).parents[2] / "deploy" / "systemd" / "readynet-collector.service"
 # Slack for a loaded CI machine on top of each deadline.
 SLACK_S = 1.5
-
-StartCollector = Callable[..., RunningCollector]
-
-
-@pytest.fixture
-def start_collector(sqlite_url: str) -> Iterator[StartCollector]:
-    """Start a real collector on SQLite whose settings include the given transport limits."""
-    servers: list[ServerThread] = []
-    engine = make_engine(sqlite_url)
-
-    def start(**limits: Any) -> RunningCollector:
-        upgrade_to_head(sqlite_url)
-        settings = CollectorSettings(database_url=sqlite_url, host=LOOPBACK, port=0, **limits)
-        server = ServerThread(lambda: create_app(settings), settings)
-        server.start()
-        servers.append(server)
-        return RunningCollector(server, sqlite_url, make_session_factory(engine))
-
-    yield start
-    for server in servers:
-        server.stop()
-    engine.dispose()
 
 
 @pytest.fixture
