@@ -51,7 +51,9 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.gate = StoreGate(app.state.session_factory, workers=settings.store_workers())
     app.state.tokens = TokenCache()
-    app.state.group_commit = GroupCommit(app.state.gate)
+    app.state.group_commit = GroupCommit(
+        app.state.gate, serialize_writes=engine.dialect.name == "sqlite"
+    )
     # One reserved connection each for /readyz and /metrics (store.db.RESERVED_CONNECTIONS).
     app.state.ready_limiter = anyio.CapacityLimiter(1)
     app.state.target_profile = load_profile(settings.target_profile)

@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import resource
-import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -48,22 +46,18 @@ except ImportError:  # httptools is optional: h11 works everywhere, only slower
 from uvicorn.server import ServerState
 
 from collector.api.errors import BODY_TIMEOUT, TOO_MANY_CONNECTIONS
+from collector.process import (
+    DEFAULT_BACKLOG,
+    fit_to_open_files,
+    raise_open_files_limit,
+    tune_interpreter,
+)
 from collector.settings import CollectorSettings
 
 # uvicorn's own logger, so these lines land in the server log in the server's format.
 logger = logging.getLogger("uvicorn.error")
 
 RETRY_AFTER_S = 5
-SWITCH_INTERVAL_S = 0.001
-# Descriptors kept out of max_connections: listening socket, database pool, logs, event loop.
-RESERVED_FILES = 64
-# uvicorn's listen backlog. asyncio accepts up to this many connections in one go, and takes
-# the next batch before the last one has been answered and closed: with room for one batch on
-# top of the open connections, a burst still made accept() fail on 1,024 files; with four, none.
-DEFAULT_BACKLOG = 2048
-ACCEPT_BATCHES_IN_FLIGHT = 4
-# Where the soft limit goes when the hard one is unlimited (Linux's default fs.nr_open).
-UNLIMITED_FILES_TARGET = 1 << 20
 
 _REFUSAL_BODY = json.dumps({"detail": TOO_MANY_CONNECTIONS}).encode()
 REFUSAL = (
@@ -95,48 +89,6 @@ class TransportLimits:
             max_connections=settings.max_connections,
             keep_alive_s=settings.keep_alive_s,
         )
-
-
-@dataclass(frozen=True)
-class OpenFilesLimit:
-    before: int
-    soft: int
-    hard: int
-
-
-def raise_open_files_limit() -> OpenFilesLimit:
-    """Lift this process's soft RLIMIT_NOFILE to its hard limit: each connection holds one."""
-    before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = UNLIMITED_FILES_TARGET if hard == resource.RLIM_INFINITY else hard
-    if before != resource.RLIM_INFINITY and before < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # the kernel's fs.nr_open is lower: keep what we have, build_config adapts
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return OpenFilesLimit(before=before, soft=soft, hard=hard)
-
-
-@dataclass(frozen=True)
-class Fit:
-    max_connections: int
-    backlog: int
-
-
-def fit_to_open_files(max_connections: int, open_files: int) -> Fit:
-    """`max_connections` and the backlog, lowered if need be to fit in `open_files`.
-
-    Otherwise accept() fails with EMFILE, asyncio stops accepting for a second at a time, and
-    every new client waits, health checks included: refusing some with 503 is better.
-    """
-    needed = max_connections + ACCEPT_BATCHES_IN_FLIGHT * DEFAULT_BACKLOG + RESERVED_FILES
-    if open_files == resource.RLIM_INFINITY or open_files >= needed:
-        return Fit(max_connections, DEFAULT_BACKLOG)
-    # Half for connections, half for accept bursts.
-    usable = max(open_files - RESERVED_FILES, 2)
-    backlog = max(usable // (2 * ACCEPT_BATCHES_IN_FLIGHT), 1)
-    bursts = ACCEPT_BATCHES_IN_FLIGHT * backlog
-    return Fit(max(min(max_connections, usable - bursts), 1), backlog)
 
 
 class _Refusals:
@@ -388,10 +340,7 @@ def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> u
 
 def serve(app: ASGIApp, settings: CollectorSettings, *, host: str, port: int) -> None:
     """Serve `app` until stopped, as `readynet-collector serve` does."""
-    # The event loop shares the GIL with the store's worker threads: a shorter switch interval
-    # lets it answer (e.g. /healthz) between their slices instead of after 5 ms ones.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    sys.setswitchinterval(float(os.environ.get("RN_SWITCH", "0.005")))
+    tune_interpreter()
     open_files = raise_open_files_limit()
     config = build_config(app, settings, host=host, port=port, log_level="info")
     logger.info(

@@ -110,13 +110,10 @@ class _Touches:
                 best[device_id] = (at, poll_id)
 
     def apply(self, connection: Connection) -> None:
-        for best, id_column, at_column in (
-            (self.newest, "last_poll_id", "last_poll_at"),
-            (self.newest_ok, "last_ok_poll_id", "last_ok_at"),
-        ):
+        for best, id_column in ((self.newest, "last_poll_id"), (self.newest_ok, "last_ok_poll_id")):
             if best:
                 connection.execute(
-                    _advance(id_column, at_column),
+                    _ADVANCE[id_column],
                     [
                         {"device": device, "poll": poll, "at": at}
                         for device, (at, poll) in sorted(best.items())
@@ -141,6 +138,12 @@ def _advance(id_column: str, at_column: str) -> Update:
         )
         .values({id_column: bindparam("poll"), at_column: bindparam("at")})
     )
+
+
+_ADVANCE = {
+    "last_poll_id": _advance("last_poll_id", "last_poll_at"),
+    "last_ok_poll_id": _advance("last_ok_poll_id", "last_ok_at"),
+}
 
 
 def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Receipt:
@@ -176,37 +179,60 @@ def _insert_measurements(
     rows = []
     for m in fresh:
         (tests if isinstance(m, ThroughputTest) else polls).append(m)  # type: ignore[arg-type]
-        rows.append(
-            {
-                "id": m.id,
-                "agent_id": agent_id,
-                "school_id": school_id,
-                "kind": m.kind,
-                "measured_at": m.measured_at,
-                "received_at": now,
-                "error": m.error,
-            }
-        )
-    insert_rows(connection, _measurements, rows)
+        rows.append((m.id, agent_id, school_id, m.kind, m.measured_at, now, m.error))
+    insert_rows(connection, _measurements, _MEASUREMENT_COLUMNS, rows)
     if tests:
-        insert_rows(connection, _tests, [_test_row(t) for t in tests])
+        insert_rows(connection, _tests, _TEST_COLUMNS, [_test_row(t) for t in tests])
     if polls:
         _insert_polls(connection, school_id, polls, now, touches)
 
 
-def _test_row(test: ThroughputTest) -> dict[str, Any]:
-    return {
-        "measurement_id": test.id,
-        "path": test.path,
-        "server": test.server,
-        "streams": test.streams,
-        "download_bps": test.download_bps,
-        "upload_bps": test.upload_bps,
-        "latency_ms": test.latency_ms,
-        "download_bytes": test.download_bytes,
-        "upload_bytes": test.upload_bytes,
-        "duration_s": test.duration_s,
-    }
+_MEASUREMENT_COLUMNS = (
+    "id",
+    "agent_id",
+    "school_id",
+    "kind",
+    "measured_at",
+    "received_at",
+    "error",
+)
+_TEST_COLUMNS = (
+    "measurement_id",
+    "path",
+    "server",
+    "streams",
+    "download_bps",
+    "upload_bps",
+    "latency_ms",
+    "download_bytes",
+    "upload_bytes",
+    "duration_s",
+)
+_SAMPLE_COLUMNS = (
+    "poll_id",
+    "seq",
+    "ifindex",
+    "name",
+    "octets_in",
+    "octets_out",
+    "counter_bits",
+    "speed_mbps",
+)
+
+
+def _test_row(t: ThroughputTest) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.path,
+        t.server,
+        t.streams,
+        t.download_bps,
+        t.upload_bps,
+        t.latency_ms,
+        t.download_bytes,
+        t.upload_bytes,
+        t.duration_s,
+    )
 
 
 def _insert_polls(
@@ -232,20 +258,12 @@ def _insert_polls(
     ]
     poll_ids = _insert_poll_rows(connection, rows)
     samples = [
-        {
-            "poll_id": poll_ids[p.id],
-            "seq": seq,
-            "ifindex": row.ifindex,
-            "name": row.name,
-            "octets_in": row.octets_in,
-            "octets_out": row.octets_out,
-            "counter_bits": row.counter_bits,
-            "speed_mbps": row.speed_mbps,
-        }
+        (poll_id, seq, i.ifindex, i.name, i.octets_in, i.octets_out, i.counter_bits, i.speed_mbps)
         for p in polls
-        for seq, row in enumerate(p.interfaces)
+        for poll_id in (poll_ids[p.id],)
+        for seq, i in enumerate(p.interfaces)
     ]
-    insert_rows(connection, _samples, samples)
+    insert_rows(connection, _samples, _SAMPLE_COLUMNS, samples)
     for p in polls:
         touches.device_polled(
             device_ids[p.device], ordered_at[p.id], poll_ids[p.id], ok=p.error is None
@@ -258,7 +276,7 @@ def _insert_poll_rows(connection: Connection, rows: list[dict[str, Any]]) -> dic
         keys = reserve_ids(connection, _polls, "poll_id", len(rows))
         for row, key in zip(rows, keys, strict=True):
             row["poll_id"] = key
-        insert_rows(connection, _polls, rows)
+        insert_rows(connection, _polls, list(rows[0]), [tuple(row.values()) for row in rows])
         return {row["measurement_id"]: row["poll_id"] for row in rows}
     returned = connection.execute(
         insert(_polls).returning(

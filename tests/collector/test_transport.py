@@ -28,15 +28,15 @@ import pytest
 
 from collector.api.errors import BODY_TIMEOUT, TOO_MANY_CONNECTIONS
 from collector.localrun import LOOPBACK, free_port, stop_process, venv_script, wait_for_http
-from collector.server import (
+from collector.process import (
     ACCEPT_BATCHES_IN_FLIGHT,
     DEFAULT_BACKLOG,
     RESERVED_FILES,
-    RETRY_AFTER_S,
     Fit,
     fit_to_open_files,
     raise_open_files_limit,
 )
+from collector.server import RETRY_AFTER_S
 from collector.settings import CollectorSettings
 from collector.store.migrate import upgrade_to_head
 from tests.fixtures.collector import ServerThread, StartCollector
