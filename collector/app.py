@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 
 from collector import __version__
@@ -25,6 +27,7 @@ from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import is_at_head
 
 SPEEDTEST_PAYLOAD_BYTES = 1 << 20
+logger = logging.getLogger(__name__)
 
 
 class SchemaNotMigrated(RuntimeError):
@@ -42,7 +45,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
                 "the database schema is not at the newest migration: "
                 "run `readynet-collector migrate` first"
             )
-        yield
+        async with anyio.create_task_group() as background:
+            background.start_soon(_compute_board, app)
+            yield
+            background.cancel_scope.cancel()
         engine.dispose()
 
     app = FastAPI(title="ReadyNet collector", version=__version__, lifespan=lifespan)
@@ -73,3 +79,23 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_middleware(Admission, limit=settings.admitted_requests)
     with_wire_schemas(app)
     return app
+
+
+async def _compute_board(app: FastAPI) -> None:
+    """Compute every school's readiness once at start, so the first scrape finds it done.
+
+    At 10,000 schools this takes seconds; a scrape arriving meanwhile waits for it on the same
+    limiter and then only brings it up to date. Should it fail, the first scrape tries again.
+    """
+    state = app.state
+
+    def compute() -> None:
+        with state.session_factory() as session:
+            state.board.refresh(session)
+
+    try:
+        await anyio.to_thread.run_sync(
+            compute, limiter=state.scrape_limiter, abandon_on_cancel=True
+        )
+    except Exception:
+        logger.exception("computing the readiness board at start failed; scrapes will retry")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Float, Select, cast, func, select
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select, true
 from sqlalchemy.orm import Session, aliased
 
 from collector.store.models import Agent, Device, InterfaceSample, School, SnmpPollResult
@@ -108,14 +108,64 @@ def latest_interfaces(
     "Busiest" is most octets since boot, in and out together: on a school's router or switch
     that is nearly always the uplink, the interface capacity questions are about.
     """
+    if per_device is not None and session.get_bind().dialect.name == "postgresql":
+        query = _busiest_per_device(scope, per_device)
+    else:
+        query = _ranked(scope, per_device)
+    return [InterfaceState(*row) for row in session.execute(query)]
+
+
+def _octets() -> ColumnElement[float]:
+    """In and out octets together, as unsigned (Counter64 columns hold the bit pattern)."""
+    total: ColumnElement[float] = literal(0.0)
+    for column in (InterfaceSample.octets_in, InterfaceSample.octets_out):
+        value = cast(column, Float)
+        total = total + func.coalesce(case((column < 0, value + 2.0**64), else_=value), 0)
+    return total
+
+
+def _busiest_per_device(scope: Scope, per_device: int) -> Select[Any]:
+    # PostgreSQL reads each device's top rows through the (poll_id, seq) key with LIMIT, instead
+    # of ranking every interface of the fleet: at 10,000 schools that sort of 400,000 rows went
+    # to disk and was most of a default scrape.
+    busiest = (
+        select(
+            InterfaceSample.seq,
+            InterfaceSample.ifindex,
+            InterfaceSample.name,
+            InterfaceSample.octets_in,
+            InterfaceSample.octets_out,
+            InterfaceSample.speed_mbps,
+        )
+        .where(InterfaceSample.poll_id == Device.last_ok_poll_id)
+        .order_by(_octets().desc(), InterfaceSample.seq)
+        .limit(per_device)
+        .lateral("busiest")
+    )
+    query = (
+        select(
+            School.name,
+            Device.name,
+            busiest.c.ifindex,
+            busiest.c.name,
+            busiest.c.octets_in,
+            busiest.c.octets_out,
+            busiest.c.speed_mbps,
+        )
+        .select_from(Device)
+        .join(School, School.id == Device.school_id)
+        .join(busiest, true())
+        .order_by(School.name, Device.name, busiest.c.seq)
+    )
+    return scope.narrow(query)
+
+
+def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
     rank = (
         func.row_number()
         .over(
             partition_by=InterfaceSample.poll_id,
-            order_by=(
-                func.coalesce(cast(InterfaceSample.octets_in, Float), 0)
-                + func.coalesce(cast(InterfaceSample.octets_out, Float), 0)
-            ).desc(),
+            order_by=(_octets().desc(), InterfaceSample.seq),
         )
         .label("rank")
     )
@@ -145,7 +195,7 @@ def latest_interfaces(
     ).order_by(inner.c.school, inner.c.device, inner.c.seq)
     if per_device is not None:
         query = query.where(inner.c.rank <= per_device)
-    return [InterfaceState(*row) for row in session.execute(query)]
+    return query
 
 
 def agent_states(*, session: Session) -> list[AgentState]:

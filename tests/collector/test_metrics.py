@@ -201,7 +201,8 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
                 device="core",
                 address="127.0.0.1:161",
                 interfaces=[
-                    InterfaceCounters(ifindex=1, name="uplink", octets_in=9_000_000),
+                    # Stored as the bit pattern -1: still the busiest, not the idlest.
+                    InterfaceCounters(ifindex=1, name="uplink", octets_in=2**64 - 1),
                     InterfaceCounters(ifindex=2, name="access", octets_in=10),
                 ],
             )
