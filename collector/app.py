@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import anyio.to_thread
 from fastapi import FastAPI
 
 from collector import __version__
@@ -20,14 +18,15 @@ from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
 from collector.api.routes import health, metrics, results, schools, speedtest
 from collector.api.tokens import TokenCache
+from collector.metrics.scrape import ScrapeRenderer
 from collector.readiness.board import ReadinessBoard
+from collector.readiness.keeper import BoardKeeper
 from collector.readiness.targets import load_profile
 from collector.settings import CollectorSettings
 from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import is_at_head
 
 SPEEDTEST_PAYLOAD_BYTES = 1 << 20
-logger = logging.getLogger(__name__)
 
 
 class SchemaNotMigrated(RuntimeError):
@@ -46,7 +45,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
                 "run `readynet-collector migrate` first"
             )
         async with anyio.create_task_group() as background:
-            background.start_soon(_compute_board, app)
+            background.start_soon(app.state.board_keeper.run)
             yield
             background.cancel_scope.cancel()
         engine.dispose()
@@ -66,8 +65,12 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     # Random bytes defeat compression on any middlebox between school and district.
     app.state.speedtest_payload = os.urandom(SPEEDTEST_PAYLOAD_BYTES)
     app.state.board = ReadinessBoard(app.state.target_profile, days=settings.readiness_window_days)
+    app.state.board_keeper = BoardKeeper(
+        app.state.board, app.state.session_factory, interval_s=settings.readiness_refresh_s
+    )
     # Scrapes take turns on their reserved connection instead of queueing behind ingest.
     app.state.scrape_limiter = anyio.CapacityLimiter(1)
+    app.state.scrape_renderer = ScrapeRenderer()
     for module in (health, metrics, results, schools, speedtest):
         app.include_router(module.router)
     install_error_handlers(app)
@@ -79,23 +82,3 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_middleware(Admission, limit=settings.admitted_requests)
     with_wire_schemas(app)
     return app
-
-
-async def _compute_board(app: FastAPI) -> None:
-    """Compute every school's readiness once at start, so the first scrape finds it done.
-
-    At 10,000 schools this takes seconds; a scrape arriving meanwhile waits for it on the same
-    limiter and then only brings it up to date. Should it fail, the first scrape tries again.
-    """
-    state = app.state
-
-    def compute() -> None:
-        with state.session_factory() as session:
-            state.board.refresh(session)
-
-    try:
-        await anyio.to_thread.run_sync(
-            compute, limiter=state.scrape_limiter, abandon_on_cancel=True
-        )
-    except Exception:
-        logger.exception("computing the readiness board at start failed; scrapes will retry")

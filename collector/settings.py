@@ -36,6 +36,8 @@ class CollectorSettings(BaseSettings):
     admitted_requests: int = Field(default=32, ge=1, le=10_000)
     # Readiness is judged on the tests of the last this many days.
     readiness_window_days: int = Field(default=30, ge=1, le=3650)
+    # How often every school's readiness is brought up to date for /metrics (in the background).
+    readiness_refresh_s: float = Field(default=30, gt=0, le=3600)
     # Interfaces in the default /metrics scrape; past it, each device's busiest ones only.
     metrics_interface_budget: int = Field(default=20_000, ge=0)
 

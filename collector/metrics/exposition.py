@@ -16,12 +16,15 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 Kind = Literal["gauge", "counter"]
 
 
 def _escape(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -31,13 +34,18 @@ def labels(**pairs: str) -> str:
 
 
 def _number(value: float) -> str:
-    if isinstance(value, int):
+    if type(value) is int:
         return str(value)  # exact, also for Counter64 values above 2**53
+    if math.isfinite(value):
+        return repr(value)
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    return "+Inf" if value > 0 else "-Inf"
+
+
+def sample(name: str, label_set: str, value: float) -> str:
+    """One sample line, for callers that keep rendered lines (see `Family.extend`)."""
+    return f"{name}{label_set} {_number(value)}\n"
 
 
 class Family:
@@ -49,6 +57,10 @@ class Family:
 
     def add(self, label_set: str, value: float) -> None:
         self.lines.append(f"{self._name}{label_set} {_number(value)}\n")
+
+    def extend(self, rendered: Iterable[str]) -> None:
+        """Add sample lines rendered earlier with `sample` under this family's name."""
+        self.lines.extend(rendered)
 
 
 class Exposition:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from collector import __version__
 from collector.api.gate import GateLoad
-from collector.metrics.exposition import Exposition, labels
-from collector.readiness.board import Snapshot
+from collector.metrics.exposition import Exposition, labels, sample
+from collector.readiness.board import BoardEntry, Snapshot
 from collector.store.latest import (
     Scope,
     agent_states,
@@ -38,72 +38,126 @@ class ScrapeRequest:
     interface_budget: int
 
 
+class ScrapeRenderer:
+    """Renders scrapes; keeps each school's rendered lines while its board entry is unchanged.
+
+    Board entries are immutable and replaced only when a school is recomputed, so a warm scrape
+    re-renders only the schools that changed since the last one (at 10,000 schools the school
+    series were half of the rendering time). Used by one scrape at a time.
+    """
+
+    def __init__(self) -> None:
+        self._schools: dict[int, _SchoolLines] = {}
+
+    def render(
+        self, *, session: Session, request: ScrapeRequest, board: Snapshot, gate: GateLoad
+    ) -> bytes:
+        out = Exposition()
+        if request.detail:
+            _interfaces(out, session, request.scope, per_device=None)
+            return out.render()
+        out.family("readynet_build_info", "gauge", "The collector's version.").add(
+            labels(version=__version__), 1
+        )
+        self._render_schools(out, board)
+        _agents(out, session)
+        _devices(out, session)
+        _store(out, gate)
+        if request.interfaces:
+            _budgeted_interfaces(out, session, request.interface_budget)
+        return out.render()
+
+    def _render_schools(self, out: Exposition, board: Snapshot) -> None:
+        out.family(
+            "readynet_readiness_window_seconds", "gauge", "Length of the readiness window."
+        ).add("", board.window_days * 86400)
+        out.family(
+            "readynet_readiness_computed_timestamp_seconds",
+            "gauge",
+            "When the readiness below was brought up to date, Unix time.",
+        ).add("", board.computed_at.timestamp())
+        cached = self._schools
+        lines = []
+        for school_id, entry in sorted(board.entries.items()):
+            known = cached.get(school_id)
+            if known is None or known.entry is not entry:
+                known = cached[school_id] = _SchoolLines.of(school_id, entry)
+            lines.append(known)
+        for gone in cached.keys() - board.entries.keys():
+            del cached[gone]
+        for name, help_text in _SCHOOL_FAMILIES:
+            out.family(name, "gauge", help_text).extend(getattr(s, name) for s in lines)
+
+
 def render_scrape(
     *, session: Session, request: ScrapeRequest, board: Snapshot, gate: GateLoad
 ) -> bytes:
-    out = Exposition()
-    if request.detail:
-        _interfaces(out, session, request.scope, per_device=None)
-        return out.render()
-    out.family("readynet_build_info", "gauge", "The collector's version.").add(
-        labels(version=__version__), 1
-    )
-    _schools(out, board)
-    _agents(out, session)
-    _devices(out, session)
-    _store(out, gate)
-    if request.interfaces:
-        _budgeted_interfaces(out, session, request.interface_budget)
-    return out.render()
+    """One scrape without the cache of a long-lived `ScrapeRenderer`."""
+    return ScrapeRenderer().render(session=session, request=request, board=board, gate=gate)
 
 
-def _schools(out: Exposition, board: Snapshot) -> None:
-    out.family("readynet_readiness_window_seconds", "gauge", "Length of the readiness window.").add(
-        "", board.window_days * 86400
-    )
-    out.family(
-        "readynet_readiness_computed_timestamp_seconds",
-        "gauge",
-        "When the readiness below was brought up to date, Unix time.",
-    ).add("", board.computed_at.timestamp())
-    info = out.family("readynet_school_info", "gauge", "One per school, with its district.")
-    users = out.family(
-        "readynet_school_users", "gauge", "Students and staff the targets are divided by."
-    )
-    tests = out.family(
+_SCHOOL_FAMILIES = (
+    ("readynet_school_info", "One per school, with its district."),
+    ("readynet_school_users", "Students and staff the targets are divided by."),
+    (
         "readynet_school_window_tests",
-        "gauge",
         "Successful throughput tests of the school inside the readiness window.",
-    )
-    median = out.family(
+    ),
+    (
         "readynet_school_download_median_bits_per_second",
-        "gauge",
         "Median download of the school's tests inside the readiness window.",
-    )
-    required = out.family(
-        "readynet_school_required_bits_per_second",
-        "gauge",
-        "Bandwidth the target asks for this school.",
-    )
-    verdict = out.family(
+    ),
+    ("readynet_school_required_bits_per_second", "Bandwidth the target asks for this school."),
+    (
         "readynet_school_readiness",
-        "gauge",
         "1 for the school's current verdict against a target, 0 for the other verdicts.",
-    )
-    for school_id, entry in sorted(board.entries.items()):
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _SchoolLines:
+    """One school's sample lines of each school family (named after the family)."""
+
+    entry: BoardEntry
+    readynet_school_info: str
+    readynet_school_users: str
+    readynet_school_window_tests: str
+    readynet_school_download_median_bits_per_second: str
+    readynet_school_required_bits_per_second: str
+    readynet_school_readiness: str
+
+    @classmethod
+    def of(cls, school_id: int, entry: BoardEntry) -> _SchoolLines:
         r = entry.readiness
         school = labels(school=r.school)
-        info.add(labels(school=r.school, school_id=str(school_id), district=entry.district), 1)
-        users.add(school, r.users)
-        tests.add(school, r.tests)
+        info = labels(school=r.school, school_id=str(school_id), district=entry.district)
         measured = r.targets[0].measured_mbps if r.targets else None
-        if measured is not None:
-            median.add(school, measured * 1e6)
+        required, verdicts = [], []
         for t in r.targets:
             target = labels(school=r.school, profile=r.profile, target=t.target_id)
-            required.add(target, t.required_mbps * 1e6)
+            required.append(
+                sample("readynet_school_required_bits_per_second", target, t.required_mbps * 1e6)
+            )
             for v in VERDICTS:
-                verdict.add(target[:-1] + f',verdict="{v}"}}', float(t.verdict == v))
+                verdicts.append(
+                    sample(
+                        "readynet_school_readiness",
+                        target[:-1] + f',verdict="{v}"}}',
+                        float(t.verdict == v),
+                    )
+                )
+        return cls(
+            entry,
+            sample("readynet_school_info", info, 1),
+            sample("readynet_school_users", school, r.users),
+            sample("readynet_school_window_tests", school, r.tests),
+            ""
+            if measured is None
+            else sample("readynet_school_download_median_bits_per_second", school, measured * 1e6),
+            "".join(required),
+            "".join(verdicts),
+        )
 
 
 def _agents(out: Exposition, session: Session) -> None:

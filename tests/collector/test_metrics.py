@@ -7,6 +7,7 @@ an enrolled agent with no series, and readiness that remembered every test ever 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,14 +21,22 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def _samples(url: str, **params: str) -> Samples:
-    response = httpx.get(f"{url}/metrics", params=params)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
+    """A scrape whose readiness was computed after this call (so it has every earlier post)."""
+    asked_at = time.time()
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(f"{url}/metrics", params=params)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain")
+        samples = {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples
+        }
+        computed = samples.get(("readynet_readiness_computed_timestamp_seconds", frozenset()))
+        if computed is None or computed >= asked_at or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
 
 
 def _labels(**labels: str) -> frozenset[tuple[str, str]]:

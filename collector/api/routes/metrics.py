@@ -1,8 +1,8 @@
 """GET /metrics for Prometheus, and the HTTP service discovery that lists per-district scrapes.
 
-Each scrape first brings the readiness board up to date (only schools that changed are
-recomputed), then renders from the store. Scrapes take turns on a connection reserved for them
-instead of queueing behind result posts in the store gate.
+Each scrape renders the readiness board as the background refresh left it (see
+`collector.readiness.keeper`) and reads the rest from the store. Scrapes take turns on a
+connection reserved for them instead of queueing behind result posts in the store gate.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector.api.errors import UNKNOWN_DISTRICT, error_responses
-from collector.metrics.scrape import ScrapeRequest, render_scrape
-from collector.readiness.board import ReadinessBoard
+from collector.metrics.scrape import ScrapeRenderer, ScrapeRequest
+from collector.readiness.keeper import BoardKeeper
 from collector.store.latest import Scope
 from collector.store.models import District, School
 
@@ -47,16 +47,17 @@ async def metrics(
         interfaces=interfaces == "all",
         interface_budget=state.settings.metrics_interface_budget,
     )
-    board: ReadinessBoard = state.board
+    keeper: BoardKeeper = state.board_keeper
+    snapshot = await keeper.snapshot()
     gate_load = state.gate.load()
+    renderer: ScrapeRenderer = state.scrape_renderer
 
     def render() -> bytes | None:
         with state.session_factory() as session:
             if not scope.everything and scope.district_id is not None:
                 if session.get(District, scope.district_id) is None:
                     return None
-            snapshot = board.snapshot if scrape.detail else board.refresh(session)
-            return render_scrape(session=session, request=scrape, board=snapshot, gate=gate_load)
+            return renderer.render(session=session, request=scrape, board=snapshot, gate=gate_load)
 
     body = await anyio.to_thread.run_sync(render, limiter=state.scrape_limiter)
     if body is None:
