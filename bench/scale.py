@@ -32,10 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.wire import Batch, ThroughputTest
@@ -61,7 +60,7 @@ from collector.metrics.scrape import ScrapeRequest, render_scrape
 from collector.readiness.board import COMMIT_MARGIN, ReadinessBoard
 from collector.readiness.targets import load_profile
 from collector.settings import CollectorSettings
-from collector.store.db import make_engine, make_session_factory
+from collector.store.db import make_engine, make_session_factory, recorded_statements
 from collector.store.ingest import add_batch
 from collector.store.latest import Scope
 from collector.store.models import Agent, District, School
@@ -195,20 +194,6 @@ def measure_http(database_url: str, workdir: Path, district_id: int, schools: li
     return _Http(first, warm, none, district, statistics.median(readiness), rss)
 
 
-@contextmanager
-def _counting(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def measure_in_process(
     database_url: str, district_id: int, school_id: int
 ) -> tuple[Statements, float]:
@@ -236,7 +221,7 @@ def measure_in_process(
     refresh_s = []
     try:
         for request in (default, default, district):
-            with sessions() as session, _counting(engine) as statements:
+            with sessions() as session, recorded_statements(engine) as statements:
                 started = time.perf_counter()
                 snapshot = board.refresh(session)
                 refresh_s.append(time.perf_counter() - started)

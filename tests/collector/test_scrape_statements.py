@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api.gate import GateLoad
 from collector.metrics.scrape import ScrapeRequest, render_scrape
 from collector.readiness.board import ReadinessBoard
 from collector.readiness.targets import load_profile
-from collector.store.db import make_engine, make_session_factory
+from collector.store.db import make_engine, make_session_factory, recorded_statements
 from collector.store.ingest import add_batch
 from collector.store.latest import Scope
 from collector.store.migrate import upgrade_to_head
@@ -53,20 +50,6 @@ def _fleet(engine: Engine, schools: int) -> int:
         return district.id
 
 
-@contextmanager
-def _counting(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def _scrape_statements(database_url: str, schools: int) -> tuple[int, int, int]:
     upgrade_to_head(database_url)
     engine = make_engine(database_url)
@@ -83,7 +66,7 @@ def _scrape_statements(database_url: str, schools: int) -> tuple[int, int, int]:
         )
         counts = []
         for request in (default, default, detail):  # first and later refreshes, then detail
-            with sessions() as session, _counting(engine) as statements:
+            with sessions() as session, recorded_statements(engine) as statements:
                 snapshot = board.refresh(session)
                 body = render_scrape(session=session, request=request, board=snapshot, gate=IDLE)
             assert body.count(b"School ") >= schools
