@@ -114,4 +114,7 @@ def _describe(result: ProbeResult) -> str:
         down = (result.download_bps or 0) / 1e6
         up = (result.upload_bps or 0) / 1e6
         return f"throughput ({result.path}): down {down:.1f} Mbps, up {up:.1f} Mbps"
+    if result.kind == "latency":
+        p50 = "n/a" if result.rtt_p50_ms is None else f"{result.rtt_p50_ms:.1f} ms"
+        return f"latency ({result.target}): p50 {p50}, {result.lost}/{result.probes} lost"
     return f"snmp {result.device}: {len(result.interfaces)} interfaces"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.wire import MAX_ERROR_CHARS, SnmpPoll, ThroughputTest
+from agent.wire import MAX_ERROR_CHARS, AnyMeasurement
 
 MASK = "***"
 _CUT_MARK = "…"
@@ -48,7 +48,7 @@ def error_text(text: str, secrets: Iterable[str]) -> str:
     return text[: MAX_ERROR_CHARS - len(_CUT_MARK)] + _CUT_MARK
 
 
-def scrub(result: ThroughputTest | SnmpPoll, secrets: Iterable[str]) -> ThroughputTest | SnmpPoll:
+def scrub(result: AnyMeasurement, secrets: Iterable[str]) -> AnyMeasurement:
     """The result with its `error` passed through `error_text` (the same object if unchanged)."""
     if result.error is None:
         return result

@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 WIRE_VERSION: Literal[1] = 1
@@ -48,6 +49,13 @@ INT63_MAX = 2**63 - 1
 MAX_RATE_BPS = 1e12
 MAX_LATENCY_MS = 600_000.0
 MAX_DURATION_S = 86_400.0
+# Round trips per minute at 1 ms: nothing real responds faster under load.
+MAX_RPM = 60_000.0
+# Half the Earth's circumference: the farthest a speed-test server can be.
+MAX_DISTANCE_KM = 20_040.0
+MAX_PROBES = 10_000
+# The speed-test library's own result, kept as JSON text for the record.
+MAX_RAW_CHARS = 4000
 
 # A clock that far ahead is wrong, and a result dated there would pin "newest" reads for years.
 MAX_FUTURE_SKEW = timedelta(minutes=10)
@@ -95,6 +103,7 @@ _CLEAN = AfterValidator(_clean_text)
 _WHOLE = BeforeValidator(_whole_number)
 Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 BitsPerSecond = Annotated[float, Field(ge=0, le=MAX_RATE_BPS, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
 ByteCount = Annotated[int, Field(ge=0, le=INT63_MAX), _WHOLE]
 Counter = Annotated[int, Field(ge=0, le=UINT64_MAX), _WHOLE]
 Gauge32 = Annotated[int, Field(ge=0, le=UINT32_MAX), _WHOLE]
@@ -105,6 +114,9 @@ ServerName = Annotated[str, _fits(300), _CLEAN]
 InterfaceName = Annotated[str, _fits(200), _CLEAN]
 ObjectId = Annotated[str, _fits(200), _CLEAN]
 AgentVersion = Annotated[str, _fits(40), _CLEAN]
+ShortText = Annotated[str, _fits(40, min_length=1), _CLEAN]
+RoomName = Annotated[str, _fits(64, min_length=1), _CLEAN]
+RawResult = Annotated[str, _fits(MAX_RAW_CHARS), _CLEAN]
 
 
 class _Strict(BaseModel):
@@ -130,19 +142,48 @@ class ThroughputTest(_MeasurementBase):
     """One throughput test: download and upload rates over one path.
 
     `path` says what was measured: "onnet" is school → district collector (the WAN),
-    "internet" is school → a public speed-test server (internet access).
+    "internet" is school → a public speed-test server (internet access), "classroom" is a
+    student device in a room → the collector (Wi-Fi, LAN and WAN together).
+
+    `download_bps` / `upload_bps` are means over the measured part of the test (after the
+    warm-up); the `_p90_` rates are the 90th percentile of its 250 ms samples.
     """
 
     kind: Literal["throughput"] = "throughput"
-    path: Literal["onnet", "internet"]
+    path: Literal["onnet", "internet", "classroom"]
     server: ServerName
     streams: Annotated[int, Field(ge=1, le=64), _WHOLE] = 1
     download_bps: BitsPerSecond | None = None
     upload_bps: BitsPerSecond | None = None
-    latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    # Idle round-trip time, before any load.
+    latency_ms: Milliseconds | None = None
     download_bytes: ByteCount = 0
     upload_bytes: ByteCount = 0
     duration_s: float = Field(default=0.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    download_p90_bps: BitsPerSecond | None = None
+    upload_p90_bps: BitsPerSecond | None = None
+    # Round-trip time while the link is loaded (bufferbloat), and the same as round trips per
+    # minute (responsiveness under working conditions, IETF draft-ietf-ippm-responsiveness).
+    loaded_latency_ms: Milliseconds | None = None
+    responsiveness_rpm: float | None = Field(default=None, ge=0, le=MAX_RPM, allow_inf_nan=False)
+    # The measuring device's own ceiling: its link speed, whether it is on Wi-Fi, and whether
+    # the result came within 10 % of that ceiling (then it says more about the device).
+    agent_link_mbps: Gauge32 | None = None
+    agent_wifi: bool | None = None
+    agent_limited: bool = False
+    # Traffic already on the school's uplink when the test began (SNMP): capacity is about
+    # measured + background.
+    background_bps: BitsPerSecond | None = None
+    # The agent's daily data budget and what it had used, this test included.
+    budget_bytes: ByteCount | None = None
+    budget_used_bytes: ByteCount | None = None
+    # Internet tests: the speed-test server's id, sponsor and distance, and the library's result.
+    server_id: ShortText | None = None
+    sponsor: ServerName | None = None
+    distance_km: float | None = Field(default=None, ge=0, le=MAX_DISTANCE_KM, allow_inf_nan=False)
+    raw: RawResult | None = None
+    # Classroom tests: the room the test was taken in.
+    room: RoomName | None = None
 
 
 class InterfaceCounters(_Strict):
@@ -172,7 +213,35 @@ class SnmpPoll(_MeasurementBase):
     )
 
 
-Measurement = Annotated[ThroughputTest | SnmpPoll, Field(discriminator="kind")]
+class LatencyTest(_MeasurementBase):
+    """Round trips to one target without root or a ping binary: timed TCP connects or HTTP
+    requests. `lost` of `probes` got no answer in time; the RTT figures cover the answered."""
+
+    kind: Literal["latency"] = "latency"
+    target: Address
+    method: Literal["tcp_connect", "http"]
+    probes: Annotated[int, Field(ge=1, le=MAX_PROBES), _WHOLE]
+    lost: Annotated[int, Field(ge=0, le=MAX_PROBES), _WHOLE] = 0
+    rtt_p50_ms: Milliseconds | None = None
+    rtt_p90_ms: Milliseconds | None = None
+    # Mean absolute difference between consecutive round trips (RFC 3550's idea, unsmoothed).
+    jitter_ms: Milliseconds | None = None
+
+    @model_validator(mode="after")
+    def _lost_at_most_sent(self) -> LatencyTest:
+        if self.lost > self.probes:
+            raise ValueError("lost must not exceed probes")
+        return self
+
+    @property
+    def loss_ratio(self) -> float:
+        return self.lost / self.probes
+
+
+# Any one measurement, as Python code handles it; `Measurement` is the same for pydantic, which
+# picks the model by `kind`.
+AnyMeasurement = ThroughputTest | SnmpPoll | LatencyTest
+Measurement = Annotated[AnyMeasurement, Field(discriminator="kind")]
 
 
 class Batch(_Strict):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from agent.wire import SnmpPoll, ThroughputTest
+from agent.wire import AnyMeasurement
 
-ProbeResult = ThroughputTest | SnmpPoll
+ProbeResult = AnyMeasurement
 
 
 class Probe(Protocol):

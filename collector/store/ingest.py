@@ -19,12 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.wire import Batch, Receipt, SnmpPoll, ThroughputTest
+from agent.wire import AnyMeasurement, Batch, LatencyTest, Receipt, SnmpPoll, ThroughputTest
 from collector.store.bulk import insert_rows, reserve_ids
 from collector.store.models import (
     Agent,
     Device,
     InterfaceSample,
+    LatencyResult,
     Measurement,
     SnmpPollResult,
     ThroughputResult,
@@ -37,6 +38,7 @@ _tests = cast(Table, ThroughputResult.__table__)
 _devices = cast(Table, Device.__table__)
 _polls = cast(Table, SnmpPollResult.__table__)
 _samples = cast(Table, InterfaceSample.__table__)
+_latencies = cast(Table, LatencyResult.__table__)
 
 
 def add_batch(*, session: Session, agent_id: int, school_id: int, batch: Batch) -> Receipt:
@@ -153,7 +155,7 @@ def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Recei
     connection = session.connection()
     # Core, not an ORM select: the ORM's per-statement setup showed up in every batch's cost.
     known = set(connection.scalars(select(_measurements.c.id).where(_measurements.c.id.in_(ids))))
-    fresh: dict[uuid.UUID, ThroughputTest | SnmpPoll] = {}
+    fresh: dict[uuid.UUID, AnyMeasurement] = {}
     for m in batch.measurements:
         if m.id not in known:
             fresh.setdefault(m.id, m)
@@ -171,19 +173,27 @@ def _insert_measurements(
     connection: Connection,
     agent_id: int,
     school_id: int,
-    fresh: Iterable[ThroughputTest | SnmpPoll],
+    fresh: Iterable[AnyMeasurement],
     now: datetime,
     touches: _Touches,
 ) -> None:
     tests: list[ThroughputTest] = []
     polls: list[SnmpPoll] = []
+    latencies: list[LatencyTest] = []
     rows = []
     for m in fresh:
-        (tests if isinstance(m, ThroughputTest) else polls).append(m)  # type: ignore[arg-type]
+        if isinstance(m, ThroughputTest):
+            tests.append(m)
+        elif isinstance(m, SnmpPoll):
+            polls.append(m)
+        else:
+            latencies.append(m)
         rows.append((m.id, agent_id, school_id, m.kind, m.measured_at, now, m.error))
     insert_rows(connection, _measurements, _MEASUREMENT_COLUMNS, rows)
     if tests:
         insert_rows(connection, _tests, _TEST_COLUMNS, [_test_row(t) for t in tests])
+    if latencies:
+        insert_rows(connection, _latencies, _LATENCY_COLUMNS, [_latency_row(t) for t in latencies])
     if polls:
         _insert_polls(connection, school_id, polls, now, touches)
 
@@ -208,6 +218,31 @@ _TEST_COLUMNS = (
     "download_bytes",
     "upload_bytes",
     "duration_s",
+    "download_p90_bps",
+    "upload_p90_bps",
+    "loaded_latency_ms",
+    "responsiveness_rpm",
+    "agent_link_mbps",
+    "agent_wifi",
+    "agent_limited",
+    "background_bps",
+    "budget_bytes",
+    "budget_used_bytes",
+    "server_id",
+    "sponsor",
+    "distance_km",
+    "raw",
+    "room",
+)
+_LATENCY_COLUMNS = (
+    "measurement_id",
+    "target",
+    "method",
+    "probes",
+    "lost",
+    "rtt_p50_ms",
+    "rtt_p90_ms",
+    "jitter_ms",
 )
 _SAMPLE_COLUMNS = (
     "poll_id",
@@ -233,7 +268,26 @@ def _test_row(t: ThroughputTest) -> tuple[Any, ...]:
         t.download_bytes,
         t.upload_bytes,
         t.duration_s,
+        t.download_p90_bps,
+        t.upload_p90_bps,
+        t.loaded_latency_ms,
+        t.responsiveness_rpm,
+        t.agent_link_mbps,
+        t.agent_wifi,
+        t.agent_limited,
+        t.background_bps,
+        t.budget_bytes,
+        t.budget_used_bytes,
+        t.server_id,
+        t.sponsor,
+        t.distance_km,
+        t.raw,
+        t.room,
     )
+
+
+def _latency_row(t: LatencyTest) -> tuple[Any, ...]:
+    return (t.id, t.target, t.method, t.probes, t.lost, t.rtt_p50_ms, t.rtt_p90_ms, t.jitter_ms)
 
 
 def _insert_polls(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -102,6 +104,9 @@ class School(Base):
     students: Mapped[int] = mapped_column(Integer)
     staff: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Schools behind one shared internet exit (a district hub) share this name: their agents
+    # take turns for throughput tests, so that no two measure the same exit at once.
+    shared_exit: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     agents: Mapped[list[Agent]] = relationship(back_populates="school")
 
@@ -132,7 +137,8 @@ class Measurement(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    # None for a classroom test taken in a browser with the school's classroom code.
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
     kind: Mapped[str] = mapped_column(String(32))
     measured_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -155,6 +161,52 @@ class ThroughputResult(Base):
     download_bytes: Mapped[int] = mapped_column(BigInteger)
     upload_bytes: Mapped[int] = mapped_column(BigInteger)
     duration_s: Mapped[float] = mapped_column(Float)
+    download_p90_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_p90_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    loaded_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    responsiveness_rpm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent_link_mbps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    agent_wifi: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    agent_limited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    background_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    budget_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    server_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sponsor: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    distance_km: Mapped[float | None] = mapped_column(Float, nullable=True)
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    room: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LatencyResult(Base):
+    __tablename__ = "latency_results"
+
+    measurement_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(300))
+    method: Mapped[str] = mapped_column(String(16))
+    probes: Mapped[int] = mapped_column(Integer)
+    lost: Mapped[int] = mapped_column(Integer)
+    rtt_p50_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rtt_p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    jitter_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ClassroomCode(Base):
+    """A short code a district hands to a school's teachers for the classroom test page.
+
+    It lets a browser record classroom tests for that one school and nothing else, so it is kept
+    as is (teachers are given it again, unlike agent tokens, which are stored hashed).
+    """
+
+    __tablename__ = "classroom_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Device(Base):
