@@ -116,5 +116,6 @@ def _describe(result: ProbeResult) -> str:
         return f"throughput ({result.path}): down {down:.1f} Mbps, up {up:.1f} Mbps"
     if result.kind == "latency":
         p50 = "n/a" if result.rtt_p50_ms is None else f"{result.rtt_p50_ms:.1f} ms"
-        return f"latency ({result.target}): p50 {p50}, {result.lost}/{result.probes} lost"
+        sent = result.answered + result.lost
+        return f"latency ({result.target}): p50 {p50}, {result.lost} of {sent} lost"
     return f"snmp {result.device}: {len(result.interfaces)} interfaces"

@@ -30,7 +30,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
 WIRE_VERSION: Literal[1] = 1
@@ -215,27 +214,24 @@ class SnmpPoll(_MeasurementBase):
 
 class LatencyTest(_MeasurementBase):
     """Round trips to one target without root or a ping binary: timed TCP connects or HTTP
-    requests. `lost` of `probes` got no answer in time; the RTT figures cover the answered."""
+    requests. Of the probes sent, `answered` came back in time and `lost` did not; the RTT
+    figures cover the answered ones. (Two counts rather than sent and lost, so that every
+    combination the schema allows is valid.)"""
 
     kind: Literal["latency"] = "latency"
     target: Address
     method: Literal["tcp_connect", "http"]
-    probes: Annotated[int, Field(ge=1, le=MAX_PROBES), _WHOLE]
+    answered: Annotated[int, Field(ge=0, le=MAX_PROBES), _WHOLE] = 0
     lost: Annotated[int, Field(ge=0, le=MAX_PROBES), _WHOLE] = 0
     rtt_p50_ms: Milliseconds | None = None
     rtt_p90_ms: Milliseconds | None = None
     # Mean absolute difference between consecutive round trips (RFC 3550's idea, unsmoothed).
     jitter_ms: Milliseconds | None = None
 
-    @model_validator(mode="after")
-    def _lost_at_most_sent(self) -> LatencyTest:
-        if self.lost > self.probes:
-            raise ValueError("lost must not exceed probes")
-        return self
-
     @property
-    def loss_ratio(self) -> float:
-        return self.lost / self.probes
+    def loss_ratio(self) -> float | None:
+        sent = self.answered + self.lost
+        return self.lost / sent if sent else None
 
 
 # Any one measurement, as Python code handles it; `Measurement` is the same for pydantic, which

@@ -238,7 +238,7 @@ _LATENCY_COLUMNS = (
     "measurement_id",
     "target",
     "method",
-    "probes",
+    "answered",
     "lost",
     "rtt_p50_ms",
     "rtt_p90_ms",
@@ -287,7 +287,7 @@ def _test_row(t: ThroughputTest) -> tuple[Any, ...]:
 
 
 def _latency_row(t: LatencyTest) -> tuple[Any, ...]:
-    return (t.id, t.target, t.method, t.probes, t.lost, t.rtt_p50_ms, t.rtt_p90_ms, t.jitter_ms)
+    return (t.id, t.target, t.method, t.answered, t.lost, t.rtt_p50_ms, t.rtt_p90_ms, t.jitter_ms)
 
 
 def _insert_polls(

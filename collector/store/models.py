@@ -186,7 +186,7 @@ class LatencyResult(Base):
     )
     target: Mapped[str] = mapped_column(String(300))
     method: Mapped[str] = mapped_column(String(16))
-    probes: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
     lost: Mapped[int] = mapped_column(Integer)
     rtt_p50_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     rtt_p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("measurement_id", sa.Uuid(), nullable=False),
         sa.Column("target", sa.String(length=300), nullable=False),
         sa.Column("method", sa.String(length=16), nullable=False),
-        sa.Column("probes", sa.Integer(), nullable=False),
+        sa.Column("answered", sa.Integer(), nullable=False),
         sa.Column("lost", sa.Integer(), nullable=False),
         sa.Column("rtt_p50_ms", sa.Float(), nullable=True),
         sa.Column("rtt_p90_ms", sa.Float(), nullable=True),
