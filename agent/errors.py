@@ -6,6 +6,7 @@
     │   ├── DeviceUnreachable  no SNMP answer (timeout, refused, wrong community)
     │   └── DeviceError        the device answered with an SNMP error status
     ├── OutboxError            the on-disk outbox cannot be written (e.g. disk full)
+    ├── ScheduleStateError     the test schedule's history and data ledger cannot be kept
     └── UploadError            a batch did not reach the collector
         ├── CollectorUnavailable  network error or 5xx: keep the batch, retry later
         └── CollectorRejected     4xx: the collector refused it (bad token, bad payload)
@@ -35,6 +36,10 @@ class DeviceError(ProbeError):
 
 
 class OutboxError(ReadyNetError):
+    pass
+
+
+class ScheduleStateError(ReadyNetError):
     pass
 
 
