@@ -11,12 +11,24 @@ from fastapi import FastAPI
 
 from collector import __version__
 from collector.api.admission import Admission
+from collector.api.classroom_access import CodeCache, classroom_limits, hide_codes_in_access_log
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
 from collector.api.group_commit import GroupCommit
 from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
-from collector.api.routes import health, metrics, results, schools, speedtest
+from collector.api.routes import (
+    classroom,
+    health,
+    librespeed,
+    metrics,
+    results,
+    schools,
+    slots,
+    speedtest,
+)
+from collector.api.slots import SlotBoard
+from collector.api.speedtest_limits import SpeedtestLimiter
 from collector.api.tokens import TokenCache
 from collector.metrics.scrape import ScrapeRenderer
 from collector.readiness.board import ReadinessBoard
@@ -64,6 +76,11 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.target_profile = load_profile(settings.target_profile)
     # Random bytes defeat compression on any middlebox between school and district.
     app.state.speedtest_payload = os.urandom(SPEEDTEST_PAYLOAD_BYTES)
+    # Classroom tests: codes looked up through the gate and remembered briefly; one school's
+    # classroom transfers share that school's limits.
+    app.state.classroom_codes = CodeCache(app.state.gate, ttl_s=settings.classroom_code_cache_s)
+    app.state.classroom_limiter = SpeedtestLimiter(classroom_limits(settings))
+    hide_codes_in_access_log()
     app.state.board = ReadinessBoard(app.state.target_profile, days=settings.readiness_window_days)
     app.state.board_keeper = BoardKeeper(
         app.state.board, app.state.session_factory, interval_s=settings.readiness_refresh_s
@@ -71,12 +88,19 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     # Scrapes take turns on their reserved connection instead of queueing behind ingest.
     app.state.scrape_limiter = anyio.CapacityLimiter(1)
     app.state.scrape_renderer = ScrapeRenderer()
-    for module in (health, metrics, results, schools, speedtest):
+    # Turns on shared exits, in memory: see collector/api/slots.py.
+    app.state.slots = SlotBoard()
+    for module in (health, metrics, results, schools, speedtest, slots, librespeed, classroom):
         app.include_router(module.router)
     install_error_handlers(app)
-    # Only result posts are limited: on-net upload tests are meant to be large.
+    # Only result posts are limited: on-net and classroom upload tests are meant to be large.
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_batch_bytes, prefixes=("/api/v1/results",)
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=classroom.MAX_RESULT_BYTES,
+        prefixes=("/api/v1/classroom/results",),
     )
     # Outermost of ours: held-back requests cost nothing of the layers below.
     app.add_middleware(Admission, limit=settings.admitted_requests)

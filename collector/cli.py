@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from collector import __version__
-from collector.inventory import AgentCreate, DistrictCreate, SchoolCreate
+from collector.inventory import (
+    AgentCreate,
+    ClassroomCodeCreate,
+    DistrictCreate,
+    SchoolCreate,
+    SchoolSelection,
+)
 from collector.settings import CollectorSettings
 
 if TYPE_CHECKING:
@@ -123,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--students", required=True, help="number of students")
     add.add_argument("--staff", required=True, help="number of staff")
     add.add_argument("--district", help="district id (see `district add`)")
+    add.add_argument(
+        "--shared-exit",
+        metavar="NAME",
+        help="the shared internet exit (district hub) the school is behind: schools with the "
+        "same NAME take turns for throughput tests",
+    )
     add.set_defaults(handler=_school_add)
     school.add_parser("list", help="list schools").set_defaults(handler=_school_list)
 
@@ -137,6 +149,21 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--school", required=True, help="school id")
     enroll.add_argument("--name", required=True)
     enroll.set_defaults(handler=_agent_enroll)
+
+    classroom = sub.add_parser(
+        "classroom", help="manage classroom codes (the classroom test page)"
+    ).add_subparsers(required=True)
+    issue = classroom.add_parser(
+        "code", help="issue a classroom code for a school; prints it and the page URL"
+    )
+    issue.add_argument("--school", required=True, help="school id")
+    issue.set_defaults(handler=_classroom_code)
+    codes = classroom.add_parser("list", help="list classroom codes, active and revoked")
+    codes.add_argument("--school", help="only this school's codes")
+    codes.set_defaults(handler=_classroom_list)
+    revoke = classroom.add_parser("revoke", help="revoke a classroom code")
+    revoke.add_argument("--code", required=True)
+    revoke.set_defaults(handler=_classroom_revoke)
     return parser
 
 
@@ -166,7 +193,11 @@ def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
     values = {"name": args.name, "students": _whole(args.students), "staff": _whole(args.staff)}
     if args.district is not None:
         values["district_id"] = _whole(args.district)
-    new = _validated(SchoolCreate, values, options={"district_id": "district"})
+    if args.shared_exit is not None:
+        values["shared_exit"] = args.shared_exit
+    new = _validated(
+        SchoolCreate, values, options={"district_id": "district", "shared_exit": "shared-exit"}
+    )
     # Imported once the input is valid (see the module docstring).
     from collector.store.queries import DuplicateName, UnknownDistrict, create_school
 
@@ -178,6 +209,7 @@ def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
                 students=new.students,
                 staff=new.staff,
                 district_id=new.district_id,
+                shared_exit=new.shared_exit,
             )
         except UnknownDistrict as exc:
             raise CommandError(f"district: {exc}", status=EXIT_USAGE) from None
@@ -215,7 +247,8 @@ def _school_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
     with _session(settings) as session:
         for s in list_schools(session=session):
             district = "" if s.district_id is None else f"\tdistrict={s.district_id}"
-            print(f"{s.id}\t{s.name}\tstudents={s.students}\tstaff={s.staff}{district}")
+            shared = "" if s.shared_exit is None else f"\tshared_exit={s.shared_exit}"
+            print(f"{s.id}\t{s.name}\tstudents={s.students}\tstaff={s.staff}{district}{shared}")
     return 0
 
 
@@ -240,6 +273,74 @@ def _agent_enroll(args: argparse.Namespace, settings: CollectorSettings) -> int:
             f"enrolled agent {agent.name!r} (id {agent.id}) for school {new.school_id}",
             file=sys.stderr,
         )
+    return 0
+
+
+def _classroom_code(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    new = _validated(
+        ClassroomCodeCreate, {"school_id": _whole(args.school)}, options={"school_id": "school"}
+    )
+    from collector.store.classroom import issue_classroom_code
+    from collector.store.queries import UnknownSchool
+
+    with _session(settings) as session:
+        try:
+            issued = issue_classroom_code(session=session, school_id=new.school_id)
+        except UnknownSchool as exc:
+            raise CommandError(f"school: {exc}", status=EXIT_USAGE) from None
+        # The code, then the page that takes it: scripts read the first line.
+        print(issued.code)
+        print(settings.page_url(f"/classroom?code={issued.code}"))
+    print(f"issued classroom code (id {issued.id}) for school {new.school_id}", file=sys.stderr)
+    if settings.public_url is None:
+        print(
+            "the URL is built from READYNET_COLLECTOR_HOST and _PORT: set "
+            "READYNET_COLLECTOR_PUBLIC_URL to the address teachers reach the collector at",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _classroom_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    school_id = None
+    if args.school is not None:
+        school_id = _validated(
+            SchoolSelection, {"school_id": _whole(args.school)}, options={"school_id": "school"}
+        ).school_id
+    from collector.store.classroom import list_classroom_codes
+
+    with _session(settings) as session:
+        for c in list_classroom_codes(session=session, school_id=school_id):
+            state = (
+                "active" if c.revoked_at is None else f"revoked={c.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+            print(
+                f"{c.id}\t{c.code}\tschool={c.school_id}"
+                f"\tcreated={c.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}"
+            )
+    return 0
+
+
+def _classroom_revoke(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.classroom_codes import ALPHABET, CODE_SYMBOLS, normalise
+
+    code = normalise(args.code)
+    if code is None:
+        # The typed value is not repeated: it may be a real code mistyped.
+        raise CommandError(
+            f"code: must be {CODE_SYMBOLS} symbols from {ALPHABET} (e.g. 7KX4-M2QD)",
+            status=EXIT_USAGE,
+        )
+    from collector.store.classroom import UnknownCode, revoke_classroom_code
+
+    with _session(settings) as session:
+        try:
+            revoked, was_active = revoke_classroom_code(session=session, code=code)
+        except UnknownCode as exc:
+            raise CommandError(f"code: {exc}", status=EXIT_USAGE) from None
+        print(f"revoked classroom code {revoked.code} of school {revoked.school_id}")
+        if not was_active:
+            print("it had been revoked already", file=sys.stderr)
     return 0
 
 

@@ -34,6 +34,7 @@ from pydantic import (
 
 MAX_SCHOOL_NAME_CHARS = 200  # School.name is String(200)
 MAX_AGENT_NAME_CHARS = 100  # Agent.name is String(100)
+MAX_EXIT_NAME_CHARS = 100  # School.shared_exit is String(100)
 # Students or staff of one school: the largest schools have tens of thousands, so a million is
 # a typo, and it keeps (students + staff) * bps targets far from any overflow.
 MAX_HEADCOUNT = 1_000_000
@@ -84,6 +85,14 @@ AgentName = Annotated[
     AfterValidator(_agent_charset),
     Field(json_schema_extra={"pattern": _AGENT_NAME}),
 ]
+# The name of a shared internet exit (a district hub): schools that give the same name take
+# turns for throughput tests. Same rules as a school name; schools.shared_exit is String(100).
+ExitName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EXIT_NAME_CHARS),
+    AfterValidator(_no_controls),
+    Field(json_schema_extra={"pattern": _NO_CONTROLS}),
+]
 Headcount = Annotated[int, Field(ge=0, le=MAX_HEADCOUNT), BeforeValidator(_whole_number)]
 SchoolRef = Annotated[int, Field(ge=1, le=MAX_SCHOOL_ID), BeforeValidator(_whole_number)]
 
@@ -96,13 +105,15 @@ class SchoolCreate(_Strict):
     """A new school: its name and the head counts the bandwidth targets are divided by.
 
     The name is stripped of surrounding whitespace, so " Lincoln " and "Lincoln" are the same
-    school and the unique constraint catches the second one.
+    school and the unique constraint catches the second one. `shared_exit` names the district
+    hub the school reaches the internet through, if it shares one with other schools.
     """
 
     name: SchoolName
     students: Headcount
     staff: Headcount
     district_id: SchoolRef | None = None
+    shared_exit: ExitName | None = None
 
 
 class DistrictCreate(_Strict):
@@ -116,3 +127,15 @@ class AgentCreate(_Strict):
 
     school_id: SchoolRef
     name: AgentName
+
+
+class ClassroomCodeCreate(_Strict):
+    """A new classroom code for an existing school; the code itself is drawn, never given."""
+
+    school_id: SchoolRef
+
+
+class SchoolSelection(_Strict):
+    """One school to narrow a listing to."""
+
+    school_id: SchoolRef

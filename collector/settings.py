@@ -68,3 +68,20 @@ class CollectorSettings(BaseSettings):
     # 0.5 Mbit/s over 8 streams, far below any target), freeing its stream and buffers.
     speedtest_min_bytes_per_s: float = Field(default=8000, gt=0)
     speedtest_rate_window_s: float = Field(default=5, gt=0)
+
+    # Classroom tests (collector/api/routes/librespeed.py, classroom.py): browsers on a school's
+    # classroom code share that school's limits, per direction, in the speed-test window above.
+    # Two classrooms testing at once with the page's 5 streams (or LibreSpeed's 6) fit.
+    classroom_max_streams: int = Field(default=12, ge=1)
+    # A 10 s browser test at 500 Mbit/s moves 625 MB each way: several rooms per window fit.
+    classroom_download_budget_bytes: int = Field(default=5_000_000_000, ge=1)
+    classroom_upload_budget_bytes: int = Field(default=5_000_000_000, ge=1)
+    # How long a code's lookup is remembered: a revoked code stops working within this time.
+    classroom_code_cache_s: float = Field(default=10, ge=0, le=3600)
+    # Where teachers reach the collector (e.g. https://readynet.district.example), for the page
+    # URL that `classroom code` prints; unset, it is built from host and port.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+    def page_url(self, path: str) -> str:
+        base = self.public_url or f"http://{self.host}:{self.port}"
+        return base.rstrip("/") + path

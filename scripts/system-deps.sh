@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real: SNMP tools, Prometheus and
-# promtool, iperf3, iproute2 (ip netns, tc), wrk (the collector load test). Idempotent: does
-# nothing when all are present.
+# promtool, iperf3, iproute2 (ip netns, tc), wrk (the collector load test), chromium (the
+# classroom page, driven by Playwright; Playwright never downloads a browser of its own).
+# Idempotent: does nothing when all are present.
 set -euo pipefail
 
-PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk)
+PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -44,9 +44,10 @@ _DESCRIPTIONS = {
     404: "the resource does not exist",
     408: "the request body did not arrive in time",
     413: f"`{BODY_TOO_LARGE}`",
+    409: "the resource is taken for now; retry after `Retry-After` seconds",
     415: f"`{UNSUPPORTED_ENCODING}`",
     422: f"`{INVALID_PAYLOAD}`, with `errors` naming each bad field",
-    429: "a per-agent limit was reached; retry after `Retry-After` seconds",
+    429: "a per-agent or per-school limit was reached; retry after `Retry-After` seconds",
     503: "the collector is over its limits or its database is away; retry after `Retry-After`",
 }
 
@@ -94,3 +95,12 @@ TOO_MANY_CONNECTIONS = "too many open connections"
 # Per-agent speed-test limits (collector/api/speedtest_limits.py), answered 429.
 SPEEDTEST_STREAMS = "too many speed-test transfers open for this agent"
 SPEEDTEST_BUDGET = "speed-test byte budget of this agent used up for now"
+
+# Classroom codes and the classroom's speed-test limits (collector/api/classroom_access.py).
+UNKNOWN_CLASSROOM_CODE = "unknown or revoked classroom code"
+CLASSROOM_STREAMS = "too many classroom speed-test transfers open for this school"
+CLASSROOM_BUDGET = "classroom speed-test byte budget of this school used up for now"
+
+# Test slots on a shared exit (collector/api/slots.py).
+SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"
+UNKNOWN_SLOT = "unknown slot"

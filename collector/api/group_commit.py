@@ -42,7 +42,8 @@ Outcome = Receipt | ValidationError
 
 @dataclass(eq=False)
 class Post:
-    agent_id: int
+    # None: a classroom test, taken in a browser with the school's classroom code.
+    agent_id: int | None
     school_id: int
     body: bytes
     gone: Callable[[], Awaitable[bool]]

@@ -1,11 +1,13 @@
 """The OpenAPI document, completed with the wire models that routes read by hand.
 
 `POST /api/v1/results` parses its body itself (after checking the token), so FastAPI does not
-see `Batch`; this adds its JSON Schema, and the models it refers to, to the components.
+see `Batch`; this adds its JSON Schema, and the models it refers to, to the components. The
+classroom's result post takes one `ThroughputTest` narrowed to the classroom (`ClassroomTest`).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,11 +27,25 @@ def with_wire_schemas(app: FastAPI) -> None:
             batch = TypeAdapter(Batch).json_schema(ref_template=REF_TEMPLATE)
             components.update(batch.pop("$defs", {}))
             components["Batch"] = batch
+            components["ClassroomTest"] = _classroom_test(components["ThroughputTest"])
             _document_speedtest_limit(schema, app.state.settings.speedtest_max_bytes)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _classroom_test(throughput: dict[str, Any]) -> dict[str, Any]:
+    # What POST /api/v1/classroom/results takes: a ThroughputTest over the classroom path,
+    # with its room.
+    test = copy.deepcopy(throughput)
+    test["title"] = "ClassroomTest"
+    test["properties"]["path"] = {"const": "classroom", "type": "string", "title": "Path"}
+    test["required"] = sorted({*test.get("required", []), "path", "room"})
+    test["properties"]["room"] = next(
+        option for option in test["properties"]["room"]["anyOf"] if option.get("type") == "string"
+    )
+    return test
 
 
 def _document_speedtest_limit(schema: dict[str, Any], max_bytes: int) -> None:

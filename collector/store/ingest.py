@@ -41,8 +41,11 @@ _samples = cast(Table, InterfaceSample.__table__)
 _latencies = cast(Table, LatencyResult.__table__)
 
 
-def add_batch(*, session: Session, agent_id: int, school_id: int, batch: Batch) -> Receipt:
+def add_batch(*, session: Session, agent_id: int | None, school_id: int, batch: Batch) -> Receipt:
     """Store a batch once: measurements whose id is known already are reported as duplicates.
+
+    `agent_id` is None for a classroom test (a browser with the school's classroom code): its
+    measurements are stored without an agent, and no agent's last-seen time moves.
 
     An id repeated inside the batch is the same result sent twice: the first copy is stored and
     the others are answered as duplicates, exactly as if they had come in a later retry.
@@ -64,9 +67,9 @@ def add_batch(*, session: Session, agent_id: int, school_id: int, batch: Batch) 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One agent's batch, as `add_batches` takes them."""
+    """One agent's batch (or a classroom's, with no agent), as `add_batches` takes them."""
 
-    agent_id: int
+    agent_id: int | None
     school_id: int
     batch: Batch
 
@@ -162,7 +165,8 @@ def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Recei
     now = datetime.now(UTC)
     if fresh:
         _insert_measurements(connection, agent_id, school_id, fresh.values(), now, touches)
-    touches.agents[agent_id] = (now, batch.agent_version)
+    if agent_id is not None:
+        touches.agents[agent_id] = (now, batch.agent_version)
     duplicates = ids.copy()
     for stored in fresh:
         duplicates.remove(stored)
@@ -171,7 +175,7 @@ def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Recei
 
 def _insert_measurements(
     connection: Connection,
-    agent_id: int,
+    agent_id: int | None,
     school_id: int,
     fresh: Iterable[AnyMeasurement],
     now: datetime,
