@@ -148,16 +148,33 @@
   async function downloadStream(code, meter, signal) {
     const url = endpoint(code, "garbage.php");
     while (!signal.aborted) {
-      const response = await fetch(url + "?ckSize=" + DOWNLOAD_CHUNK_MIB + "&r=" + Math.random(),
-        { cache: "no-store", signal: signal });
+      let response;
+      try {
+        response = await fetch(url + "?ckSize=" + DOWNLOAD_CHUNK_MIB + "&r=" + Math.random(),
+          { cache: "no-store", signal: signal });
+      } catch (error) {
+        throw lostConnection(error, signal, "The download");
+      }
       if (!response.ok) throw await failureFrom(response, "The download");
       const reader = response.body.getReader();
       for (;;) {
-        const part = await reader.read();
+        let part;
+        try {
+          part = await reader.read();
+        } catch (error) {
+          throw lostConnection(error, signal, "The download");
+        }
         if (part.done) break;
         meter.total += part.value.byteLength;
       }
     }
+  }
+
+  // Our own stop (AbortError) stays as it is; anything else is a connection that broke.
+  function lostConnection(error, signal, what) {
+    if (signal.aborted && error && error.name === "AbortError") return error;
+    return new TestFailure(what + " lost its connection part-way (the school's classroom " +
+      "budget may have run out, or the network dropped).");
   }
 
   function uploadOnce(url, body, meter, signal) {
@@ -181,7 +198,7 @@
         });
         failureFrom(response, "The upload").then(function (f) { settle(reject, f); });
       };
-      xhr.onerror = function () { settle(reject, new TestFailure("The upload lost its connection.")); };
+      xhr.onerror = function () { settle(reject, lostConnection(null, signal, "The upload")); };
       xhr.onabort = function () { settle(resolve); };
       xhr.open("POST", url + "?r=" + Math.random());
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
