@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.collector",
     "tests.fixtures.faults",
     "tests.fixtures.snmpsim",
+    "tests.fixtures.speedtest_server",
 ]
