@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.errors import CollectorRejected, CollectorUnavailable
 from agent.redact import describe, redact
@@ -32,13 +32,16 @@ class _Grant(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    seconds: int
-    expires_at: AwareDatetime
+    expires_in_s: int
 
 
 @dataclass(frozen=True)
 class Slot:
-    """A granted slot: release it with `release(client, slot)` when the test is done."""
+    """A granted slot: release it with `release(client, slot)` when the test is done.
+
+    `expires_at` is on the agent's own clock, counted from when it asked (so never later than
+    the collector's end of the slot, whatever the two clocks say).
+    """
 
     id: str
     seconds: int
@@ -62,6 +65,7 @@ async def acquire(
     """
     if not MIN_SLOT_SECONDS <= seconds <= MAX_SLOT_SECONDS:
         raise ValueError(f"seconds must be {MIN_SLOT_SECONDS} to {MAX_SLOT_SECONDS}")
+    asked_at = datetime.now(UTC)
     response = await _send(client, "POST", "/api/v1/slots", secrets, json={"seconds": seconds})
     if response.status_code == 409:
         return Busy(_retry_after_s(response))
@@ -70,7 +74,7 @@ async def acquire(
         grant = _Grant.model_validate_json(response.content)
     except ValidationError as exc:
         raise CollectorUnavailable("collector sent an unreadable slot grant") from exc
-    return Slot(grant.id, grant.seconds, grant.expires_at)
+    return Slot(grant.id, grant.expires_in_s, asked_at + timedelta(seconds=grant.expires_in_s))
 
 
 async def release(client: httpx.AsyncClient, slot: Slot, *, secrets: Sequence[str] = ()) -> None:

@@ -35,14 +35,30 @@ def hash_token(token: str) -> str:
 
 
 def create_school(
-    *, session: Session, name: str, students: int, staff: int, district_id: int | None = None
+    *,
+    session: Session,
+    name: str,
+    students: int,
+    staff: int,
+    district_id: int | None = None,
+    shared_exit: str | None = None,
 ) -> School:
     # SchoolCreate holds the bounds (pydantic.ValidationError, a ValueError, names the field).
-    new = SchoolCreate(name=name, students=students, staff=staff, district_id=district_id)
+    new = SchoolCreate(
+        name=name,
+        students=students,
+        staff=staff,
+        district_id=district_id,
+        shared_exit=shared_exit,
+    )
     if new.district_id is not None and session.get(District, new.district_id) is None:
         raise UnknownDistrict(f"no district with id {new.district_id}")
     school = School(
-        name=new.name, students=new.students, staff=new.staff, district_id=new.district_id
+        name=new.name,
+        students=new.students,
+        staff=new.staff,
+        district_id=new.district_id,
+        shared_exit=new.shared_exit,
     )
     session.add(school)
     try:
@@ -87,6 +103,11 @@ def enroll_agent(*, session: Session, school_id: int, name: str) -> tuple[Agent,
         session.rollback()
         raise DuplicateName(f"an agent named {new.name!r} exists already") from exc
     return agent, token
+
+
+def shared_exit_of(*, session: Session, school_id: int) -> str | None:
+    """The shared exit a school is behind, or None when it has its own."""
+    return session.scalar(select(School.shared_exit).where(School.id == school_id))
 
 
 def agent_for_token(*, session: Session, token: str) -> Agent | None:
