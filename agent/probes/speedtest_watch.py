@@ -84,7 +84,7 @@ class WatchingOpener:
             raise
         finally:
             # The library's own tally of what it handed to the socket for this upload.
-            sent = sum(getattr(request.data, "total", ()))
+            sent = sum(getattr(getattr(request, "data", None), "total", ()))
             self._recorder.moved(phase, sent=sent)
         return CountingResponse(response, phase, self._recorder)
 
