@@ -80,14 +80,19 @@ class TestPolicy:
         clock: Clock = utc_now,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings
         self._clock = clock
+        self._rng = rng or random.Random()
+        self._log = RunLog(state_dir / STATE_FILE)
+        self.reconfigure(settings)
+        self._log.forget_before(self._now(None) - timedelta(days=KEEP_DAYS))
+
+    def reconfigure(self, settings: ScheduleSettings) -> None:
+        """Use new settings (a reloaded agent.yaml) from the next call on; history is kept."""
+        self.settings = settings
         self.calendar = SchoolCalendar(settings.school_day)
         self.blackouts = Blackouts(settings, self.calendar)
-        self._log = RunLog(state_dir / STATE_FILE)
         self.budget = DataBudget(settings.budget, self._log, self.calendar)
-        self._planner = Planner(settings, self.calendar, self.blackouts, rng or random.Random())
-        self._log.forget_before(self._now(None) - timedelta(days=KEEP_DAYS))
+        self._planner = Planner(settings, self.calendar, self.blackouts, self._rng)
 
     def close(self) -> None:
         self._log.close()

@@ -181,38 +181,40 @@ def test_schools_start_at_their_own_random_seconds(tmp_path: Path) -> None:
     assert len({s.minute * 60 + s.second for s in starts}) >= 0.9 * len(starts)
 
 
+@pytest.mark.parametrize("reload", ["reconfigure", "restart"])
 def test_a_blackout_added_after_planning_stops_the_test_at_its_start(
-    tmp_path: Path, clock: SimClock
+    tmp_path: Path, clock: SimClock, reload: str
 ) -> None:
-    planned = TestPolicy(settings(), tmp_path, clock=clock, rng=random.Random(3))
-    start = planned.next_start()
+    policy = TestPolicy(settings(), tmp_path, clock=clock, rng=random.Random(3))
+    start = policy.next_start()
     assert start is not None
-    assert isinstance(planned.may_start(start), Clear)
-    planned.close()
+    assert isinstance(policy.may_start(start), Clear)
 
     # The district adds exam hours around that start; the agent reloads its settings.
-    at = local(start, planned).replace(tzinfo=None)
+    at = local(start, policy).replace(tzinfo=None)
     window = {
         "start": (at - timedelta(minutes=10)).isoformat(timespec="minutes"),
         "end": (at + timedelta(minutes=50)).isoformat(timespec="minutes"),
         "label": "make-up exam",
     }
-    reloaded = TestPolicy(
-        settings(blackout_windows=[window]), tmp_path, clock=clock, rng=random.Random(3)
-    )
+    if reload == "reconfigure":
+        policy.reconfigure(settings(blackout_windows=[window]))
+    else:
+        policy.close()
+        policy = TestPolicy(settings(blackout_windows=[window]), tmp_path, clock=clock)
     clock.now = start
-    decision = reloaded.decide()
+    decision = policy.decide()
     assert isinstance(decision, Defer)
     assert "make-up exam" in decision.reason
-    window_end = datetime.fromisoformat(window["end"]).replace(tzinfo=reloaded.calendar.zone)
+    window_end = datetime.fromisoformat(window["end"]).replace(tzinfo=policy.calendar.zone)
     assert decision.retry_at == window_end
-    blocked = reloaded.may_start()
+    blocked = policy.may_start()
     assert isinstance(blocked, Blocked) and blocked.until == window_end
     # Nothing was charged or counted, and the next plan keeps clear of the window.
-    assert reloaded.budget_figures().used_bytes == 0
-    replanned = reloaded.next_start()
+    assert policy.budget_figures().used_bytes == 0
+    replanned = policy.next_start()
     assert replanned is not None and not start - timedelta(minutes=10) <= replanned < window_end
-    reloaded.close()
+    policy.close()
 
 
 def test_quiet_hours_defer_until_they_end(policy: TestPolicy) -> None:
