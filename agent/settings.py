@@ -10,7 +10,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,13 +57,31 @@ class DeviceSettings(_Section):
 
 
 class OnNetSettings(_Section):
-    """The on-net (WAN) throughput test against the collector's speed-test endpoints."""
+    """The on-net (WAN) throughput test against the collector's speed-test endpoints.
+
+    Each direction runs for `duration_s` with parallel streams; the first `warmup_s` are
+    discarded (TCP slow start), the rest sampled every `sample_interval_s`.
+    """
 
     enabled: bool = True
-    download_bytes: int = Field(default=100_000_000, ge=1)
-    upload_bytes: int = Field(default=25_000_000, ge=1)
-    max_seconds: float = Field(default=15.0, gt=0, le=120)
-    streams: int = Field(default=1, ge=1, le=16)
+    streams_down: int = Field(default=8, ge=1, le=32)
+    streams_up: int = Field(default=6, ge=1, le=32)
+    duration_s: float = Field(default=10.0, gt=0, le=60)
+    warmup_s: float = Field(default=2.0, ge=0, le=30)
+    sample_interval_s: float = Field(default=0.25, ge=0.01, le=5)
+    # Each stream asks for (or sends) this much per request and asks again until the time is
+    # up, so the collector's per-agent byte budget is drawn in small pieces.
+    request_bytes: int = Field(default=25_000_000, ge=65_536, le=1_000_000_000)
+    idle_pings: int = Field(default=10, ge=1, le=100)
+    loaded_ping_interval_s: float = Field(default=0.1, ge=0.01, le=5)
+    # The agent's own link speed, where Linux does not know it (Wi-Fi) or knows it wrong.
+    ceiling_mbps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> OnNetSettings:
+        if self.warmup_s + 2 * self.sample_interval_s > self.duration_s:
+            raise ValueError("warmup_s must leave at least two samples of duration_s")
+        return self
 
 
 class AgentSettings(BaseSettings):

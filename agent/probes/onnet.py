@@ -1,131 +1,227 @@
 """On-net throughput test: school → district collector, i.e. the WAN.
 
-Talks to the collector's `/api/v1/speedtest/*` endpoints over HTTP with the agent's token. Each of
-`streams` parallel connections moves an equal share of the bytes; the rate is all bytes moved
-divided by the wall time from the first byte requested to the last stream finishing, cut short at
-`max_seconds` so a slow link still yields a result instead of a timeout.
+Talks to the collector's `/api/v1/speedtest/*` endpoints over HTTP/1.1 with the agent's token:
+first idle round trips, then a download and an upload phase of `duration_s` each, with
+`streams_down` / `streams_up` parallel connections. Each stream asks for `request_bytes` at a
+time and asks again until the time is up, so the test lasts a fixed time whatever the link
+(a fixed byte count would take minutes on a slow link and a fraction of a second on a fast
+one). Bytes are sampled every 250 ms (`agent.probes.sampling`); the warm-up is discarded; the
+result gives the mean and p90 rate of each direction, the bytes moved, the idle round trip,
+the round trip under load and its RPM (`agent.probes.rtt`), and whether the agent's own link
+was the limit (`agent.probes.ceiling`).
+
+A failure (collector down mid-test, an HTTP error, a stream cut short) is a result with
+`error` set: a failed test is data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import statistics
 import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from agent.probes.base import ProbeResult
+from agent.probes.ceiling import Ceiling, ceiling_towards
+from agent.probes.rtt import LoadedRtt, idle_rtt_ms, responsiveness_rpm
+from agent.probes.sampling import ByteMeter, Rates, Sampler, summarize
 from agent.redact import describe, error_text
 from agent.settings import OnNetSettings
 from agent.wire import ThroughputTest
 
-PING_COUNT = 5
+DOWNLOAD_PATH = "/api/v1/speedtest/download"
+UPLOAD_PATH = "/api/v1/speedtest/upload"
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# Beyond the test's own time: how long a request may take to answer at all.
+REQUEST_TIMEOUT_S = 10.0
+
+Stream = Callable[[httpx.AsyncClient, ByteMeter, float], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+
+
+class MeasurementFailed(Exception):
+    """The test could not be completed; the message says why (secrets already masked)."""
 
 
 class OnNetProbe:
     name: ClassVar[str] = "onnet"
 
-    def __init__(self, *, collector_url: str, token: str, settings: OnNetSettings) -> None:
+    def __init__(
+        self,
+        *,
+        collector_url: str,
+        token: str,
+        settings: OnNetSettings,
+        ceiling: Ceiling | None = None,
+    ) -> None:
         self._url = collector_url
         self._token = token
         self._settings = settings
+        self._ceiling = ceiling
 
     async def run(self) -> list[ProbeResult]:
-        timeout = httpx.Timeout(self._settings.max_seconds + 10)
-        headers = {"Authorization": f"Bearer {self._token}"}
-        async with httpx.AsyncClient(
-            base_url=self._url, headers=headers, timeout=timeout
-        ) as client:
-            try:
-                latency_ms = await _latency_ms(client)
-                down_bytes, down_s = await self._download(client)
-                up_bytes, up_s = await self._upload(client)
-            except httpx.HTTPStatusError as exc:
-                return [self._failed(f"collector answered HTTP {exc.response.status_code}")]
-            except httpx.HTTPError as exc:
-                # h11 quotes a refused Authorization header whole, token included.
-                return [self._failed(describe(exc, [self._token]))]
-        return [
-            ThroughputTest(
-                path="onnet",
-                server=self._url,
-                streams=self._settings.streams,
-                download_bps=down_bytes * 8 / down_s,
-                upload_bps=up_bytes * 8 / up_s,
-                latency_ms=latency_ms,
-                download_bytes=down_bytes,
-                upload_bytes=up_bytes,
-                duration_s=down_s + up_s,
-            )
-        ]
+        ceiling = self._ceiling or self._find_ceiling()
+        try:
+            return [await self._measure(ceiling)]
+        except MeasurementFailed as exc:
+            return [self._failed(str(exc), ceiling)]
 
-    def _failed(self, error: str) -> ThroughputTest:
+    async def _measure(self, ceiling: Ceiling) -> ThroughputTest:
+        s = self._settings
+        headers = {"Authorization": f"Bearer {self._token}"}
+        timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+        bulk_limits = httpx.Limits(max_connections=max(s.streams_down, s.streams_up))
+        async with (
+            httpx.AsyncClient(
+                base_url=self._url, headers=headers, timeout=timeout, limits=bulk_limits
+            ) as bulk,
+            # Round trips on a connection of their own, never queued behind bulk data.
+            httpx.AsyncClient(base_url=self._url, headers=headers, timeout=timeout) as pinger,
+        ):
+            started = time.monotonic()
+            idle_ms = await self._guard(idle_rtt_ms(pinger, s.idle_pings))
+            loaded = LoadedRtt(pinger, interval_s=s.loaded_ping_interval_s)
+            down_bytes, down = await self._phase(
+                bulk, loaded, self._download_stream, s.streams_down
+            )
+            up_bytes, up = await self._phase(bulk, loaded, self._upload_stream, s.streams_up)
+            duration = time.monotonic() - started
+        loaded_ms = loaded.median_ms()
         return ThroughputTest(
             path="onnet",
             server=self._url,
-            streams=self._settings.streams,
+            streams=s.streams_down,
+            download_bps=down.mean_bps,
+            upload_bps=up.mean_bps,
+            download_p90_bps=down.p90_bps,
+            upload_p90_bps=up.p90_bps,
+            latency_ms=idle_ms,
+            loaded_latency_ms=loaded_ms,
+            responsiveness_rpm=responsiveness_rpm(loaded_ms),
+            download_bytes=down_bytes,
+            upload_bytes=up_bytes,
+            duration_s=duration,
+            agent_link_mbps=ceiling.link_mbps,
+            agent_wifi=ceiling.wifi,
+            agent_limited=ceiling.limits(down.mean_bps, up.mean_bps, down.p90_bps, up.p90_bps),
+            raw=self._details(loaded),
+        )
+
+    async def _phase(
+        self, client: httpx.AsyncClient, loaded: LoadedRtt, stream: Stream, streams: int
+    ) -> tuple[int, Rates]:
+        s = self._settings
+        meter = ByteMeter()
+        deadline = time.monotonic() + s.duration_s
+        pinging = asyncio.create_task(loaded.run())
+        try:
+            async with Sampler(meter, interval_s=s.sample_interval_s) as sampler:
+                await self._guard(
+                    _all_or_none([stream(client, meter, deadline) for _ in range(streams)])
+                )
+        finally:
+            pinging.cancel()
+            await asyncio.gather(pinging, return_exceptions=True)
+        rates = summarize(sampler.samples, warmup_s=s.warmup_s)
+        if rates is None:
+            raise MeasurementFailed("no data moved after the warm-up")
+        return meter.total, rates
+
+    async def _guard(self, work: Awaitable[T]) -> T:
+        """`work`, with the collector's and the network's failures as MeasurementFailed."""
+        try:
+            return await work
+        except httpx.HTTPStatusError as exc:
+            raise MeasurementFailed(f"collector answered HTTP {exc.response.status_code}") from None
+        except httpx.HTTPError as exc:
+            # h11 quotes a refused Authorization header whole, token included.
+            raise MeasurementFailed(describe(exc, [self._token])) from None
+
+    async def _download_stream(
+        self, client: httpx.AsyncClient, meter: ByteMeter, deadline: float
+    ) -> None:
+        size = self._settings.request_bytes
+        while time.monotonic() < deadline:
+            received = 0
+            async with client.stream("GET", DOWNLOAD_PATH, params={"bytes": size}) as response:
+                response.raise_for_status()
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    meter.add(len(chunk))
+                    if time.monotonic() >= deadline:
+                        return
+            if received < size:
+                raise MeasurementFailed(f"download cut short: {received} of {size} bytes")
+
+    async def _upload_stream(
+        self, client: httpx.AsyncClient, meter: ByteMeter, deadline: float
+    ) -> None:
+        chunk = os.urandom(UPLOAD_CHUNK_BYTES)
+        while time.monotonic() < deadline:
+            body = _upload_body(chunk, self._settings.request_bytes, deadline, meter)
+            response = await client.post(UPLOAD_PATH, content=body)
+            response.raise_for_status()
+
+    def _find_ceiling(self) -> Ceiling:
+        configured = self._settings.ceiling_mbps
+        url = urlsplit(self._url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        found = ceiling_towards(url.hostname or "localhost", port)
+        if configured is not None:
+            return Ceiling(found.interface, configured, found.wifi)
+        return found
+
+    def _details(self, loaded: LoadedRtt) -> str:
+        s = self._settings
+        return json.dumps(
+            {
+                "streams_down": s.streams_down,
+                "streams_up": s.streams_up,
+                "duration_s": s.duration_s,
+                "warmup_s": s.warmup_s,
+                "loaded_round_trips": len(loaded.samples_ms),
+                "loaded_round_trips_failed": loaded.failures,
+            },
+            separators=(",", ":"),
+        )
+
+    def _failed(self, error: str, ceiling: Ceiling) -> ThroughputTest:
+        return ThroughputTest(
+            path="onnet",
+            server=self._url,
+            streams=self._settings.streams_down,
             error=error_text(error, [self._token]),
-        )
-
-    async def _download(self, client: httpx.AsyncClient) -> tuple[int, float]:
-        share = max(1, self._settings.download_bytes // self._settings.streams)
-        deadline = time.monotonic() + self._settings.max_seconds
-        return await _timed(
-            [_download_stream(client, share, deadline) for _ in range(self._settings.streams)]
-        )
-
-    async def _upload(self, client: httpx.AsyncClient) -> tuple[int, float]:
-        share = max(1, self._settings.upload_bytes // self._settings.streams)
-        deadline = time.monotonic() + self._settings.max_seconds
-        return await _timed(
-            [_upload_stream(client, share, deadline) for _ in range(self._settings.streams)]
+            agent_link_mbps=ceiling.link_mbps,
+            agent_wifi=ceiling.wifi,
         )
 
 
-async def _timed(streams: list[Coroutine[Any, Any, int]]) -> tuple[int, float]:
-    started = time.monotonic()
-    moved = await asyncio.gather(*streams)
-    elapsed = max(time.monotonic() - started, 1e-6)
-    return sum(moved), elapsed
+async def _all_or_none(streams: list[Coroutine[Any, Any, None]]) -> None:
+    """Run `streams` together; the first failure cancels the others and is raised."""
+    tasks = [asyncio.create_task(stream) for stream in streams]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if (exc := task.exception()) is not None:
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _latency_ms(client: httpx.AsyncClient) -> float:
-    samples = []
-    for _ in range(PING_COUNT):
-        started = time.perf_counter()
-        response = await client.get("/api/v1/speedtest/ping")
-        response.raise_for_status()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
-
-
-async def _download_stream(client: httpx.AsyncClient, size: int, deadline: float) -> int:
-    received = 0
-    async with client.stream("GET", "/api/v1/speedtest/download", params={"bytes": size}) as resp:
-        resp.raise_for_status()
-        async for chunk in resp.aiter_raw():
-            received += len(chunk)
-            if time.monotonic() >= deadline:
-                break
-    return received
-
-
-async def _upload_stream(client: httpx.AsyncClient, size: int, deadline: float) -> int:
-    response = await client.post("/api/v1/speedtest/upload", content=_upload_body(size, deadline))
-    response.raise_for_status()
-    received: int = response.json()["bytes"]
-    return received
-
-
-async def _upload_body(size: int, deadline: float) -> AsyncIterator[bytes]:
+async def _upload_body(
+    chunk: bytes, size: int, deadline: float, meter: ByteMeter
+) -> AsyncIterator[bytes]:
     # Random bytes: a compressing middlebox must not make the link look faster than it is.
-    chunk = os.urandom(UPLOAD_CHUNK_BYTES)
     remaining = size
     while remaining > 0 and time.monotonic() < deadline:
         piece = chunk[: min(remaining, len(chunk))]
         remaining -= len(piece)
+        meter.add(len(piece))
         yield piece

@@ -40,7 +40,7 @@ def _config(tmp_path: Path, url: str, token: str) -> Path:
         "collector_url": url,
         "token": token,
         "state_dir": str(tmp_path / "state"),
-        "onnet": {"download_bytes": 200_000, "upload_bytes": 200_000, "max_seconds": 2},
+        "onnet": {"duration_s": 0.5, "warmup_s": 0.1, "sample_interval_s": 0.1},
         "devices": [
             {
                 "name": "gone",

@@ -36,10 +36,10 @@ def test_reads_yaml(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("READYNET_AGENT_ONNET__STREAMS", "4")
+    monkeypatch.setenv("READYNET_AGENT_ONNET__STREAMS_DOWN", "4")
     monkeypatch.setenv("READYNET_AGENT_COLLECTOR_URL", "http://127.0.0.2:9000")
     settings = load_settings(_write(tmp_path, GOOD))
-    assert (settings.onnet.streams, settings.collector_url) == (4, "http://127.0.0.2:9000")
+    assert (settings.onnet.streams_down, settings.collector_url) == (4, "http://127.0.0.2:9000")
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         (GOOD.replace("token: a-real-token-value", "token: changeme"), "placeholder"),
         (GOOD.replace("http://127.0.0.1:8080/", "127.0.0.1:8080"), "collector_url"),
         ("collector_url: http://127.0.0.1\n", "token: Field required"),
-        (GOOD + "onnet: {streams: 0}\n", "onnet.streams"),
+        (GOOD + "onnet: {streams_down: 0}\n", "onnet.streams_down"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:

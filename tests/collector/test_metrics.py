@@ -7,36 +7,14 @@ an enrolled agent with no series, and readiness that remembered every test ever 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.wire import Batch, InterfaceCounters, Measurement, SnmpPoll, ThroughputTest
 from collector.store.models import District, School
 from tests.fixtures.collector import RunningCollector, run_collector
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _samples(url: str, **params: str) -> Samples:
-    """A scrape whose readiness was computed after this call (so it has every earlier post)."""
-    asked_at = time.time()
-    deadline = time.monotonic() + 10
-    while True:
-        response = httpx.get(f"{url}/metrics", params=params)
-        assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("text/plain")
-        samples = {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(response.text)
-            for s in family.samples
-        }
-        computed = samples.get(("readynet_readiness_computed_timestamp_seconds", frozenset()))
-        if computed is None or computed >= asked_at or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.05)
+from tests.fixtures.metrics import fresh_samples
 
 
 def _labels(**labels: str) -> frozenset[tuple[str, str]]:
@@ -70,14 +48,14 @@ def test_metrics_follow_the_database(collector_any_db: RunningCollector) -> None
     collector = collector_any_db
     school_id = collector.add_school("Lincoln", students=900, staff=100)
     token = collector.enroll(school_id, name="pi-lincoln")
-    assert _samples(collector.url)[("readynet_agents", frozenset())] == 1
+    assert fresh_samples(collector.url)[("readynet_agents", frozenset())] == 1
 
     tests = [
         ThroughputTest(path="onnet", server="x", download_bps=mbps * 1e6)
         for mbps in range(100, 112)
     ]
     _post(collector, token, *tests, _poll(10), _poll(5000))
-    samples = _samples(collector.url)
+    samples = fresh_samples(collector.url)
     school = {"school": "Lincoln"}
     assert samples[("readynet_school_users", _labels(**school))] == 1000
     assert samples[("readynet_school_window_tests", _labels(**school))] == 12
@@ -114,11 +92,11 @@ def test_a_device_whose_polls_fail_is_down_and_keeps_no_fresh_values(
     collector = collector_any_db
     token = collector.enroll(collector.add_school("Lincoln"))
     _post(collector, token, _poll(5000))
-    before = _samples(collector.url)
+    before = fresh_samples(collector.url)
     device = _labels(school="Lincoln", device="core")
     assert before[("readynet_device_up", device)] == 1
     _post(collector, token, SnmpPoll(device="core", address="127.0.0.1:161", error="timeout"))
-    after = _samples(collector.url)
+    after = fresh_samples(collector.url)
     assert after[("readynet_device_up", device)] == 0
     last_poll = ("readynet_device_last_poll_timestamp_seconds", device)
     assert after[last_poll] > before[last_poll]
@@ -136,7 +114,7 @@ def test_interfaces_sharing_an_ifname_are_separate_series(collector: RunningColl
         ],
     )
     _post(collector, token, poll)
-    samples = _samples(collector.url)
+    samples = fresh_samples(collector.url)
     values = {
         dict(labels)["ifindex"]: value
         for (name, labels), value in samples.items()
@@ -155,12 +133,12 @@ def test_a_clock_running_ahead_cannot_pin_the_newest_poll(
     _post(collector, token, _poll(100, at=ahead))
     _post(collector, token, _poll(200))
     iface = _labels(school="Lincoln", device="core", ifindex="1", ifname="Gi0/1")
-    assert _samples(collector.url)[("readynet_interface_received_bytes_total", iface)] == 200
+    assert fresh_samples(collector.url)[("readynet_interface_received_bytes_total", iface)] == 200
 
 
 def test_every_enrolled_agent_has_series_from_enrolment_on(collector: RunningCollector) -> None:
     collector.enroll(collector.add_school("Lincoln"), name="pi-new")
-    samples = _samples(collector.url)
+    samples = fresh_samples(collector.url)
     agent = _labels(agent="pi-new", school="Lincoln")
     assert samples[("readynet_agent_last_seen_timestamp_seconds", agent)] == 0
     assert samples[("readynet_agent_enrolled_timestamp_seconds", agent)] > 1.7e9
@@ -191,7 +169,7 @@ def test_readiness_counts_only_the_window(collector_any_db: RunningCollector) ->
     assert readiness["tests"] == 10
     assert [t["verdict"] for t in readiness["targets"]] == ["meets", "meets"]
     school = _labels(school="Lincoln")
-    assert _samples(collector.url)[("readynet_school_window_tests", school)] == 10
+    assert fresh_samples(collector.url)[("readynet_school_window_tests", school)] == 10
 
 
 def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
@@ -218,7 +196,7 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
             _post(collector, collector.enroll(school), poll)
 
         # The default scrape keeps to the budget: one interface per device, the busiest.
-        default = _samples(collector.url)
+        default = fresh_samples(collector.url)
         shown = {
             (dict(labels)["school"], dict(labels)["ifname"])
             for name, labels in default
@@ -227,14 +205,14 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
         assert shown == {("North Elementary", "uplink"), ("South Elementary", "uplink")}
         assert default[("readynet_metrics_interfaces_omitted", frozenset())] == 2
 
-        detail = _samples(collector.url, district=str(district_id))
+        detail = fresh_samples(collector.url, district=str(district_id))
         assert {dict(labels)["school"] for _, labels in detail} == {"North Elementary"}
         assert len([n for n, _ in detail if n == "readynet_interface_received_bytes_total"]) == 2
-        orphans = _samples(collector.url, district="none")
+        orphans = fresh_samples(collector.url, district="none")
         assert {dict(labels)["school"] for _, labels in orphans} == {"South Elementary"}
         assert not any(
             name.startswith("readynet_interface_")
-            for name, _ in _samples(collector.url, interfaces="none")
+            for name, _ in fresh_samples(collector.url, interfaces="none")
         )
         assert httpx.get(f"{collector.url}/metrics", params={"district": "999"}).status_code == 404
 

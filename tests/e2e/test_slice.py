@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from collector.localrun import free_port, wait_for_http
 from collector.store.db import make_engine, make_session_factory
 from collector.store.models import InterfaceSample, Measurement, SnmpPollResult, ThroughputResult
 from tests.fixtures.commands import run_ok
+from tests.fixtures.metrics import fresh_samples
 from tests.fixtures.snmpsim import SnmpSim
 
 BIN = Path(sys.executable).parent
@@ -31,7 +31,14 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`readynet-collector serve` as its own process, after `migrate`."""
-    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": database_url}
+    env = {
+        **os.environ,
+        "READYNET_COLLECTOR_DATABASE_URL": database_url,
+        # Loopback moves gigabits: ten tests would spend a school's speed-test budget.
+        "READYNET_COLLECTOR_SPEEDTEST_DOWNLOAD_BUDGET_BYTES": "100000000000",
+        "READYNET_COLLECTOR_SPEEDTEST_UPLOAD_BUDGET_BYTES": "100000000000",
+        "READYNET_COLLECTOR_READINESS_REFRESH_S": "0.2",
+    }
     run_ok(str(BIN / "readynet-collector"), "migrate", env=env)
     port = free_port()
     log = (tmp_path / "collector.log").open("w")
@@ -48,15 +55,6 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
-
-
-def _metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = httpx.get(f"{url}/metrics").text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_agent_to_verdict_and_metric(
@@ -88,7 +86,7 @@ def test_agent_to_verdict_and_metric(
                 "collector_url": url,
                 "token": token.strip(),
                 "state_dir": str(tmp_path / "agent-state"),
-                "onnet": {"download_bytes": 20_000_000, "upload_bytes": 5_000_000},
+                "onnet": {"duration_s": 1.0, "warmup_s": 0.3, "request_bytes": 4_000_000},
                 "devices": [
                     {
                         "name": "core-router",
@@ -134,7 +132,7 @@ def test_agent_to_verdict_and_metric(
         assert octets == [19432396613] * 10
     engine.dispose()
 
-    samples = _metrics(url)
+    samples = fresh_samples(url)
     labels = {"school": "Lincoln Elementary", "profile": "setda-2012", "target": "internet-2014-15"}
     assert (
         samples[("readynet_school_readiness", frozenset({**labels, "verdict": "meets"}.items()))]

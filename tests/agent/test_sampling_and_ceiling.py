@@ -1,0 +1,64 @@
+"""Rates from sampled byte counts, and the agent's own link as a ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.probes.ceiling import Ceiling, ceiling_towards, interface_ceiling
+from agent.probes.sampling import ByteMeter, Sample, Sampler, percentile, summarize
+
+
+def test_warmup_samples_are_discarded() -> None:
+    # 1 MB/s for the first second (slow start), then 10 MB/s.
+    samples = [Sample(0.25 * i, 250_000 * i) for i in range(5)]
+    samples += [Sample(1 + 0.25 * i, 1_000_000 + 2_500_000 * i) for i in range(1, 13)]
+    rates = summarize(samples, warmup_s=1.0)
+    assert rates is not None
+    assert rates.mean_bps == pytest.approx(80e6)
+    assert rates.p90_bps == pytest.approx(80e6)
+    assert rates.measured_s == pytest.approx(3.0)
+    assert summarize(samples, warmup_s=10) is None
+
+
+def test_p90_is_interpolated_like_numpy() -> None:
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == pytest.approx(9.1)
+    assert percentile([5.0], 0.9) == 5.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+
+
+async def test_sampler_samples_on_a_grid() -> None:
+    meter = ByteMeter()
+    async with Sampler(meter, interval_s=0.05) as sampler:
+        for _ in range(10):
+            meter.add(1000)
+            await asyncio.sleep(0.02)
+    times = [s.at for s in sampler.samples]
+    assert times == sorted(times) and times[0] == 0.0
+    assert 3 <= len(times) <= 8
+    assert sampler.samples[-1].total == 10_000
+
+
+def test_ceiling_of_a_wired_and_a_wifi_interface(tmp_path: Path) -> None:
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "speed").write_text("100\n")
+    (tmp_path / "wlan0" / "wireless").mkdir(parents=True)
+    (tmp_path / "veth9").mkdir()
+    (tmp_path / "veth9" / "speed").write_text("-1\n")
+    assert interface_ceiling("eth0", sys_net=tmp_path) == Ceiling("eth0", 100, False)
+    assert interface_ceiling("wlan0", sys_net=tmp_path) == Ceiling("wlan0", None, True)
+    assert interface_ceiling("veth9", sys_net=tmp_path) == Ceiling("veth9", None, False)
+
+
+def test_loopback_has_no_ceiling() -> None:
+    assert ceiling_towards("127.0.0.1", 8080) == Ceiling("lo", None, False)
+
+
+def test_within_ten_percent_of_the_link_is_limited() -> None:
+    port = Ceiling("eth0", 100, False)
+    assert port.limits(94e6, None)
+    assert not port.limits(89e6, 20e6)
+    assert not Ceiling("wlan0", None, True).limits(1e9)
