@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from collector.readiness.evaluate import Readiness, SchoolFacts, WindowStats, evaluate_school
+from collector.readiness.evaluate import (
+    ClassroomWindow,
+    Readiness,
+    SchoolFacts,
+    WindowStats,
+    evaluate_school,
+)
 from collector.readiness.targets import TargetProfile
 from collector.store.models import School
-from collector.store.windows import SchoolWindow, school_windows
+from collector.store.windows import RoomWindow, SchoolWindow, room_windows, school_windows
 
 
 def window_start(days: int, now: datetime | None = None) -> datetime:
@@ -29,25 +36,50 @@ def judge(
     start: datetime,
     days: int,
     profile: TargetProfile,
+    rooms: Sequence[RoomWindow] = (),
 ) -> Readiness:
     stats = (
         WindowStats(start, days, 0, None, ())
         if window is None
-        else WindowStats(start, days, window.tests, window.median_download_bps, window.paths)
+        else WindowStats(
+            start,
+            days,
+            window.tests,
+            window.median_download_bps,
+            window.paths,
+            p90_download_bps=window.p90_download_bps,
+            median_idle_latency_ms=window.median_idle_latency_ms,
+            median_loaded_latency_ms=window.median_loaded_latency_ms,
+            median_responsiveness_rpm=window.median_responsiveness_rpm,
+            agent_limited_tests=window.agent_limited_tests,
+            limited_link_mbps=window.limited_link_mbps,
+        )
     )
-    return evaluate_school(school=school, window=stats, profile=profile)
+    classrooms = [
+        ClassroomWindow(
+            room=r.room,
+            tests=r.tests,
+            median_download_mbps=r.median_download_bps / 1e6,
+            median_upload_mbps=None if r.median_upload_bps is None else r.median_upload_bps / 1e6,
+            newest_test=r.newest,
+        )
+        for r in rooms
+    ]
+    return evaluate_school(school=school, window=stats, profile=profile, classrooms=classrooms)
 
 
 def school_readiness(
     *, session: Session, school: School, profile: TargetProfile, days: int
 ) -> Readiness:
-    """One school's readiness over the last `days` days, read live."""
+    """One school's readiness over the last `days` days, read live, with its classrooms."""
     start = window_start(days)
     windows = school_windows(session=session, start=start, school_ids=[school.id])
+    rooms = room_windows(session=session, start=start, school_ids=[school.id])
     return judge(
         school=facts_of(school),
         window=windows.get(school.id),
         start=start,
         days=days,
         profile=profile,
+        rooms=rooms.get(school.id, ()),
     )

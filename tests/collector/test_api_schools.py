@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
+from agent.wire import Batch, ThroughputTest
 from collector import __version__
+from collector.store.classroom import issue_classroom_code
 from tests.fixtures.collector import RunningCollector
 
 
@@ -34,7 +37,9 @@ def test_readiness_without_tests_is_inconclusive(collector: RunningCollector) ->
 def test_openapi_documents_the_readiness_answer(collector: RunningCollector) -> None:
     schema = httpx.get(f"{collector.url}/openapi.json").json()
     readiness = schema["components"]["schemas"]["Readiness"]["properties"]
-    assert {"users", "tests", "basis", "targets"} <= set(readiness)
+    assert {"users", "tests", "basis", "targets", "agent_limited_tests", "classrooms"} <= set(
+        readiness
+    )
     assert "/api/v1/results" in schema["paths"]
 
 
@@ -44,3 +49,53 @@ def test_both_commands_report_their_version() -> None:
             [sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=True
         ).stdout
         assert out.strip().endswith(__version__)
+
+
+def test_readiness_reports_the_window_and_classrooms_apart(
+    collector_any_db: RunningCollector,
+) -> None:
+    """Classroom tests are the room's whole path: listed per room, never in the median."""
+    collector = collector_any_db
+    school = collector.add_school("Adams Middle", students=450, staff=50)  # 50 / 500 Mbps
+    token = collector.enroll(school)
+    tests = [
+        ThroughputTest(
+            path="onnet",
+            server="x",
+            download_bps=94e6 + n * 1e5,
+            latency_ms=4.0,
+            loaded_latency_ms=120.0 + n,
+            responsiveness_rpm=60_000 / (120.0 + n),
+            agent_link_mbps=100,
+            agent_limited=n < 7,
+        )
+        for n in range(11)
+    ]
+    batch = Batch(measurements=list(tests)).model_dump_json()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    assert httpx.post(f"{collector.url}/api/v1/results", content=batch, headers=headers).is_success
+    with collector.sessions() as session:
+        code = issue_classroom_code(session=session, school_id=school).code
+    for room, mbps in (("Room 12", 900.0), ("Room 12", 700.0), ("Library", 40.0)):
+        test = ThroughputTest(path="classroom", server="x", room=room, download_bps=mbps * 1e6)
+        response = httpx.post(
+            f"{collector.url}/api/v1/classroom/results",
+            content=test.model_dump_json(),
+            headers={"X-Classroom-Code": code, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+
+    body = httpx.get(f"{collector.url}/api/v1/schools/{school}/readiness").json()
+    assert (body["tests"], body["paths"], body["agent_limited_tests"]) == (11, ["onnet"], 7)
+    assert [t["measured_mbps"] for t in body["targets"]] == [94.5, 94.5]
+    assert [t["verdict"] for t in body["targets"]] == ["meets", "inconclusive"]
+    assert (
+        "7 of the 11 tests were limited by the agent's own 100 Mbps link"
+        in (body["targets"][1]["reason"])
+    )
+    assert body["p90_download_mbps"] == pytest.approx(94.9)
+    assert (body["median_idle_latency_ms"], body["median_loaded_latency_ms"]) == (4.0, 125.0)
+    assert body["median_responsiveness_rpm"] == pytest.approx(480.0)
+    assert body["agent_link_mbps"] == 100
+    rooms = [(r["room"], r["tests"], r["median_download_mbps"]) for r in body["classrooms"]]
+    assert rooms == [("Library", 1, 40.0), ("Room 12", 2, 800.0)]

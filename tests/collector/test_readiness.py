@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -14,11 +15,14 @@ SCHOOL = SchoolFacts(school_id=1, name="Lincoln", students=450, staff=50)  # 500
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _evaluate(school: SchoolFacts, downloads_bps: list[float]) -> Readiness:
-    window = WindowStats.from_downloads(
+def _window(downloads_bps: list[float]) -> WindowStats:
+    return WindowStats.from_downloads(
         start=START, days=30, downloads_bps=downloads_bps, paths=["onnet"] * len(downloads_bps)
     )
-    return evaluate_school(school=school, window=window, profile=SETDA)
+
+
+def _evaluate(school: SchoolFacts, downloads_bps: list[float]) -> Readiness:
+    return evaluate_school(school=school, window=_window(downloads_bps), profile=SETDA)
 
 
 def test_setda_2012_profile_holds_the_published_numbers() -> None:
@@ -70,3 +74,58 @@ def test_school_without_users_is_inconclusive() -> None:
     result = _evaluate(empty, [1e9] * 10)
     assert {t.verdict for t in result.targets} == {"inconclusive"}
     assert "no students or staff" in result.targets[0].reason
+
+
+@pytest.mark.parametrize(
+    ("median_mbps", "limited", "verdicts"),
+    [
+        # 12 tests; 500 users need 50 and 500 Mbps.
+        (94.0, 6, ["meets", "inconclusive"]),  # half limited: a floor; a floor that meets stands
+        (94.0, 12, ["meets", "inconclusive"]),
+        (94.0, 5, ["meets", "below"]),  # fewer than half: the median is the school's
+        (40.0, 7, ["inconclusive", "inconclusive"]),
+        (600.0, 12, ["meets", "meets"]),
+    ],
+)
+def test_agent_limited_tests_are_a_floor(
+    median_mbps: float, limited: int, verdicts: list[str]
+) -> None:
+    window = replace(
+        _window([median_mbps * 1e6] * 12), agent_limited_tests=limited, limited_link_mbps=(100, 100)
+    )
+    result = evaluate_school(school=SCHOOL, window=window, profile=SETDA)
+    assert [t.verdict for t in result.targets] == verdicts
+    assert (result.agent_limited_tests, result.agent_link_mbps) == (limited, 100)
+
+
+def test_an_agent_limited_verdict_names_the_link_and_the_count() -> None:
+    window = replace(_window([94e6] * 12), agent_limited_tests=9, limited_link_mbps=(100, 100))
+    result = evaluate_school(school=SCHOOL, window=window, profile=SETDA)
+    reason = result.targets[1].reason
+    assert reason.startswith("median 94.0 Mbps < required 500.0 Mbps, but 9 of the 12 tests")
+    assert "limited by the agent's own 100 Mbps link" in reason
+    assert "a floor, not the school's capacity" in reason
+    mixed = evaluate_school(
+        school=SCHOOL, window=replace(window, limited_link_mbps=(100, 1000)), profile=SETDA
+    )
+    assert "the agents' own links of 100 to 1000 Mbps" in mixed.targets[1].reason
+    unknown = evaluate_school(
+        school=SCHOOL, window=replace(window, limited_link_mbps=None), profile=SETDA
+    )
+    assert "the agent's own link (its speed not reported)" in unknown.targets[1].reason
+    assert unknown.agent_link_mbps is None
+
+
+def test_the_answer_carries_the_window_figures() -> None:
+    window = replace(
+        _window([100e6] * 10),
+        p90_download_bps=180e6,
+        median_idle_latency_ms=8.0,
+        median_loaded_latency_ms=240.0,
+        median_responsiveness_rpm=250.0,
+    )
+    result = evaluate_school(school=SCHOOL, window=window, profile=SETDA)
+    assert result.p90_download_mbps == 180.0
+    assert (result.median_idle_latency_ms, result.median_loaded_latency_ms) == (8.0, 240.0)
+    assert result.median_responsiveness_rpm == 250.0
+    assert (result.agent_limited_tests, result.classrooms) == (0, [])
