@@ -10,11 +10,13 @@ set-based, so the number of SQL statements per scrape does not grow with the fle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from collector import __version__
 from collector.api.gate import GateLoad
+from collector.metrics.detail import render_test_detail
 from collector.metrics.exposition import Exposition, labels, sample
 from collector.readiness.board import BoardEntry, Snapshot
 from collector.store.latest import (
@@ -55,6 +57,8 @@ class ScrapeRenderer:
         out = Exposition()
         if request.detail:
             _interfaces(out, session, request.scope, per_device=None)
+            since = datetime.now(UTC) - timedelta(days=board.window_days)
+            render_test_detail(out, session, request.scope, since)
             return out.render()
         out.family("readynet_build_info", "gauge", "The collector's version.").add(
             labels(version=__version__), 1
@@ -107,6 +111,26 @@ _SCHOOL_FAMILIES = (
         "readynet_school_download_median_bits_per_second",
         "Median download of the school's tests inside the readiness window.",
     ),
+    (
+        "readynet_school_download_p90_bits_per_second",
+        "90th percentile of the downloads of the school's tests inside the readiness window.",
+    ),
+    (
+        "readynet_school_idle_latency_median_seconds",
+        "Median idle round trip of the window's tests that also timed one under load.",
+    ),
+    (
+        "readynet_school_loaded_latency_median_seconds",
+        "Median round trip under load of the window's tests (bufferbloat shows here).",
+    ),
+    (
+        "readynet_school_responsiveness_median_rpm",
+        "Median round trips per minute under load (RPM) of the window's tests.",
+    ),
+    (
+        "readynet_school_window_agent_limited_tests",
+        "Tests of the window that came within reach of the agent's own link (floors).",
+    ),
     ("readynet_school_required_bits_per_second", "Bandwidth the target asks for this school."),
     (
         "readynet_school_readiness",
@@ -124,6 +148,11 @@ class _SchoolLines:
     readynet_school_users: str
     readynet_school_window_tests: str
     readynet_school_download_median_bits_per_second: str
+    readynet_school_download_p90_bits_per_second: str
+    readynet_school_idle_latency_median_seconds: str
+    readynet_school_loaded_latency_median_seconds: str
+    readynet_school_responsiveness_median_rpm: str
+    readynet_school_window_agent_limited_tests: str
     readynet_school_required_bits_per_second: str
     readynet_school_readiness: str
 
@@ -152,12 +181,34 @@ class _SchoolLines:
             sample("readynet_school_info", info, 1),
             sample("readynet_school_users", school, r.users),
             sample("readynet_school_window_tests", school, r.tests),
-            ""
-            if measured is None
-            else sample("readynet_school_download_median_bits_per_second", school, measured * 1e6),
+            _optional("readynet_school_download_median_bits_per_second", school, measured, 1e6),
+            _optional(
+                "readynet_school_download_p90_bits_per_second", school, r.p90_download_mbps, 1e6
+            ),
+            _optional(
+                "readynet_school_idle_latency_median_seconds",
+                school,
+                r.median_idle_latency_ms,
+                1e-3,
+            ),
+            _optional(
+                "readynet_school_loaded_latency_median_seconds",
+                school,
+                r.median_loaded_latency_ms,
+                1e-3,
+            ),
+            _optional(
+                "readynet_school_responsiveness_median_rpm", school, r.median_responsiveness_rpm, 1
+            ),
+            sample("readynet_school_window_agent_limited_tests", school, r.agent_limited_tests),
             "".join(required),
             "".join(verdicts),
         )
+
+
+def _optional(name: str, label_set: str, value: float | None, scale: float) -> str:
+    """A sample of `value` times `scale` (to base units), or nothing for an unknown value."""
+    return "" if value is None else sample(name, label_set, value * scale)
 
 
 def _agents(out: Exposition, session: Session) -> None:

@@ -10,8 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
-from agent.wire import Batch, InterfaceCounters, Measurement, SnmpPoll, ThroughputTest
+from agent.wire import (
+    Batch,
+    InterfaceCounters,
+    LatencyTest,
+    Measurement,
+    SnmpPoll,
+    ThroughputTest,
+)
+from collector.store.classroom import issue_classroom_code
 from collector.store.models import District, School
 from tests.fixtures.collector import RunningCollector, run_collector
 from tests.fixtures.metrics import fresh_samples
@@ -250,3 +259,128 @@ def test_each_family_is_written_in_one_piece(collector: RunningCollector) -> Non
     # Every sample name appears in one run: no family resumes after another started.
     runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
     assert runs == order
+
+
+def test_richer_tests_in_base_units(collector_any_db: RunningCollector) -> None:
+    """The default scrape: a few window figures per school; ?district=: the newest tests."""
+    collector = collector_any_db
+    school_id = collector.add_school("Lincoln", students=450, staff=50)
+    token = collector.enroll(school_id, name="pi-lincoln")
+    now = datetime.now(UTC).replace(microsecond=0)
+    onnet = [
+        ThroughputTest(
+            path="onnet",
+            server="x",
+            download_bps=(90 + n) * 1e6,
+            download_p90_bps=(95 + n) * 1e6,
+            upload_bps=40e6,
+            upload_p90_bps=45e6,
+            latency_ms=5.0,
+            loaded_latency_ms=100.0 + 10 * n,
+            responsiveness_rpm=60_000 / (100.0 + 10 * n),
+            agent_link_mbps=100,
+            agent_wifi=False,
+            agent_limited=n % 2 == 0,
+            background_bps=3e6,
+            budget_bytes=12 * 10**9,
+            budget_used_bytes=(n + 1) * 10**8,
+            measured_at=now - timedelta(hours=10 - n),
+        )
+        for n in range(10)
+    ]
+    internet = ThroughputTest(
+        path="internet",
+        server="speedtest.example:8080",
+        download_bps=80e6,
+        upload_bps=20e6,
+        latency_ms=18.0,
+        server_id="4711",
+        sponsor="Example ISP",
+        distance_km=12.5,
+        measured_at=now - timedelta(minutes=30),
+    )
+    failed_later = ThroughputTest(
+        path="onnet",
+        server="x",
+        error="collector down",
+        budget_bytes=12 * 10**9,
+        budget_used_bytes=2 * 10**9,
+    )
+    latency = LatencyTest(
+        target="127.0.0.1:8080",
+        method="tcp_connect",
+        answered=18,
+        lost=2,
+        rtt_p50_ms=4.0,
+        rtt_p90_ms=9.0,
+        jitter_ms=1.5,
+        measured_at=now - timedelta(minutes=5),
+    )
+    all_lost = LatencyTest(target="10.9.9.9:443", method="http", lost=20, error="all lost")
+    _post(collector, token, *onnet, internet, failed_later, latency, all_lost)
+    classroom = ThroughputTest(
+        path="classroom", server="x", room="Room 12", download_bps=30e6, upload_bps=10e6
+    )
+    with collector.sessions() as session:
+        code = issue_classroom_code(session=session, school_id=school_id).code
+    response = httpx.post(
+        f"{collector.url}/api/v1/classroom/results",
+        content=classroom.model_dump_json(),
+        headers={"X-Classroom-Code": code, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+
+    default = fresh_samples(collector.url)
+    school = _labels(school="Lincoln")
+    assert default[("readynet_school_window_tests", school)] == 11  # no classroom test
+    # 90 to 99 Mbit/s on-net and 80 internet; the loaded and RPM medians are on-net only.
+    assert default[("readynet_school_download_median_bits_per_second", school)] == 94e6
+    assert default[("readynet_school_download_p90_bits_per_second", school)] == pytest.approx(98e6)
+    assert default[("readynet_school_idle_latency_median_seconds", school)] == 0.005
+    assert default[("readynet_school_loaded_latency_median_seconds", school)] == 0.145
+    assert default[("readynet_school_responsiveness_median_rpm", school)] == pytest.approx(
+        (60_000 / 140 + 60_000 / 150) / 2
+    )
+    assert default[("readynet_school_window_agent_limited_tests", school)] == 5
+    assert not any(n.startswith(("readynet_throughput_", "readynet_latency_")) for n, _ in default)
+
+    detail = fresh_samples(collector.url, district="none")
+    onnet_newest = _labels(school="Lincoln", path="onnet")
+    expected = {
+        "readynet_throughput_last_test_timestamp_seconds": (now - timedelta(hours=1)).timestamp(),
+        "readynet_throughput_download_bits_per_second": 99e6,
+        "readynet_throughput_download_p90_bits_per_second": 104e6,
+        "readynet_throughput_upload_bits_per_second": 40e6,
+        "readynet_throughput_upload_p90_bits_per_second": 45e6,
+        "readynet_throughput_idle_latency_seconds": 0.005,
+        "readynet_throughput_loaded_latency_seconds": 0.19,
+        "readynet_throughput_responsiveness_rpm": 60_000 / 190,
+        "readynet_throughput_agent_limited": 0,
+        "readynet_throughput_agent_link_bits_per_second": 100e6,
+        "readynet_throughput_background_bits_per_second": 3e6,
+    }
+    for name, value in expected.items():
+        assert detail[(name, onnet_newest)] == pytest.approx(value), name
+    internet_newest = _labels(school="Lincoln", path="internet")
+    assert detail[("readynet_throughput_download_bits_per_second", internet_newest)] == 80e6
+    assert detail[("readynet_throughput_idle_latency_seconds", internet_newest)] == 0.018
+    assert ("readynet_throughput_loaded_latency_seconds", internet_newest) not in detail
+    room = _labels(school="Lincoln", room="Room 12")
+    assert detail[("readynet_classroom_download_bits_per_second", room)] == 30e6
+    assert detail[("readynet_classroom_upload_bits_per_second", room)] == 10e6
+    assert detail[("readynet_classroom_last_test_timestamp_seconds", room)] > now.timestamp() - 60
+    target = _labels(school="Lincoln", destination="127.0.0.1:8080", method="tcp_connect")
+    assert detail[("readynet_latency_rtt_p50_seconds", target)] == 0.004
+    assert detail[("readynet_latency_rtt_p90_seconds", target)] == 0.009
+    assert detail[("readynet_latency_jitter_seconds", target)] == 0.0015
+    assert detail[("readynet_latency_loss_ratio", target)] == 0.1
+    assert (
+        detail[("readynet_latency_last_test_timestamp_seconds", target)]
+        == (now - timedelta(minutes=5)).timestamp()
+    )
+    unreachable = _labels(school="Lincoln", destination="10.9.9.9:443", method="http")
+    assert detail[("readynet_latency_loss_ratio", unreachable)] == 1
+    assert ("readynet_latency_rtt_p50_seconds", unreachable) not in detail
+    agent = _labels(agent="pi-lincoln", school="Lincoln")
+    assert detail[("readynet_agent_budget_bytes", agent)] == 12e9
+    assert detail[("readynet_agent_budget_used_bytes", agent)] == 2e9  # the failed test's

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from agent.wire import Batch, InterfaceCounters, LatencyTest, SnmpPoll, ThroughputTest
 from collector.api.gate import GateLoad
 from collector.metrics.scrape import ScrapeRequest, render_scrape
 from collector.readiness.board import ReadinessBoard
@@ -20,10 +20,25 @@ from collector.store.queries import create_school, enroll_agent
 from tests.fixtures.collector import throwaway_postgres
 
 IDLE = GateLoad(running=0, waiting=0, workers=8)
+# Series per school of some families of each scrape, with the fleet below.
+_DEFAULT = {
+    "readynet_school_window_tests": 1,
+    "readynet_school_window_agent_limited_tests": 1,
+    "readynet_school_loaded_latency_median_seconds": 1,
+}
+_DETAIL = {
+    "readynet_throughput_download_bits_per_second": 2,
+    "readynet_throughput_agent_limited": 2,
+    "readynet_classroom_download_bits_per_second": 2,
+    "readynet_latency_loss_ratio": 1,
+    "readynet_agent_budget_bytes": 1,
+    "readynet_interface_received_bytes_total": 40,
+}
 
 
 def _fleet(engine: Engine, schools: int) -> int:
-    """`schools` schools of one district, each with 12 tests and two polled devices."""
+    """`schools` schools of one district, each with 12 on-net and 2 internet tests, a latency
+    test, two polled devices and a classroom test in each of two rooms."""
     sessions = make_session_factory(engine)
     with sessions() as session:
         district = District(name="D")
@@ -44,9 +59,29 @@ def _fleet(engine: Engine, schools: int) -> int:
                 )
                 for device in ("core", "ap")
             ]
-            tests = [ThroughputTest(path="onnet", server="x", download_bps=1e8) for _ in range(12)]
-            batch = Batch(measurements=[*tests, *polls])
+            tests = [
+                ThroughputTest(
+                    path=path,
+                    server="x",
+                    download_bps=1e8,
+                    loaded_latency_ms=80.0,
+                    latency_ms=5.0,
+                    agent_limited=True,
+                    budget_bytes=10**10,
+                    budget_used_bytes=10**8,
+                )
+                for path in ["onnet"] * 12 + ["internet"] * 2
+            ]
+            latency = LatencyTest(target="127.0.0.1:443", method="tcp_connect", answered=9, lost=1)
+            batch = Batch(measurements=[*tests, latency, *polls])
             add_batch(session=session, agent_id=agent.id, school_id=school.id, batch=batch)
+            rooms = [
+                ThroughputTest(path="classroom", server="x", room=room, download_bps=5e7)
+                for room in ("Room 1", "Room 2")
+            ]
+            add_batch(
+                session=session, agent_id=None, school_id=school.id, batch=Batch(measurements=rooms)
+            )
         return district.id
 
 
@@ -70,6 +105,8 @@ def _scrape_statements(database_url: str, schools: int) -> tuple[int, int, int]:
                 snapshot = board.refresh(session)
                 body = render_scrape(session=session, request=request, board=snapshot, gate=IDLE)
             assert body.count(b"School ") >= schools
+            for family, per_school in (_DETAIL if request.detail else _DEFAULT).items():
+                assert body.count(family.encode() + b"{") == per_school * schools, family
             counts.append(len(statements))
         with sessions() as session:
             assert session.query(School).count() == schools

@@ -35,8 +35,9 @@ import yaml
 
 from agent.errors import ConfigError
 from agent.settings import AgentSettings, DeviceSettings, OnNetSettings, SnmpAuth, load_settings
-from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from agent.wire import Batch, InterfaceCounters, LatencyTest, SnmpPoll, ThroughputTest
 from collector.localrun import free_port, wait_for_http
+from collector.store.classroom import issue_classroom_code
 from collector.store.models import District, School
 from tests.fixtures.collector import RunningCollector
 from tests.fixtures.commands import run_ok
@@ -53,7 +54,7 @@ DETAIL_JOB = "readynet-detail"
 SCHOOL = "Lincoln Elementary"
 OTHER_SCHOOL = "Washington Middle"
 DISTRICT = "Springfield USD"
-RULES = 8
+RULES = 13
 # Grafana's macros, with the values a short test window calls for.
 GRAFANA_MACROS = {
     "$__rate_interval": "1m",
@@ -174,9 +175,11 @@ class Filled:
 def _fill(collector: RunningCollector) -> Filled:
     """Lincoln, in a district, and Washington, in none.
 
-    Lincoln's agent delivered 10 throughput tests over the last days, two polls of its router
-    (`core`, answered) and one of its access point (`ap`, failed); a second agent at Lincoln
-    was enrolled and never reported. Washington has nothing measured.
+    Lincoln's agent delivered 10 on-net tests over the last days (3 of them agent-limited, all
+    with 300 ms round trips under load against 10 ms idle), an internet test, a latency test
+    that lost a quarter of its probes, two polls of its router (`core`, answered) and one of
+    its access point (`ap`, failed); a teacher ran a classroom test in Room 12; a second agent
+    at Lincoln was enrolled and never reported. Washington has nothing measured.
     """
     school_id = collector.add_school(SCHOOL, students=450, staff=50)
     collector.add_school(OTHER_SCHOOL, students=700, staff=60)
@@ -195,10 +198,49 @@ def _fill(collector: RunningCollector) -> Filled:
             path="onnet",
             server=collector.url,
             download_bps=mbps * 1e6,
-            measured_at=now - timedelta(hours=7 * i),
+            download_p90_bps=(mbps + 5) * 1e6,
+            upload_bps=mbps * 4e5,
+            upload_p90_bps=mbps * 5e5,
+            latency_ms=10.0,
+            loaded_latency_ms=300.0,
+            responsiveness_rpm=200.0,
+            agent_link_mbps=1000,
+            agent_wifi=False,
+            agent_limited=i < 3,
+            background_bps=2e6,
+            budget_bytes=12 * 10**9,
+            budget_used_bytes=(i + 1) * 10**8,
+            measured_at=now - timedelta(hours=7 * (10 - i)),
         )
         for i, mbps in enumerate(range(100, 110))
     ]
+    internet = ThroughputTest(
+        path="internet",
+        server="http://speedtest.example:8080/upload.php",
+        download_bps=90e6,
+        download_p90_bps=95e6,
+        upload_bps=30e6,
+        upload_p90_bps=32e6,
+        latency_ms=20.0,
+        loaded_latency_ms=250.0,
+        responsiveness_rpm=240.0,
+        agent_link_mbps=1000,
+        background_bps=1e6,
+        server_id="4711",
+        sponsor="Example ISP",
+        distance_km=12.5,
+        measured_at=now - timedelta(hours=2),
+    )
+    latency = LatencyTest(
+        target="127.0.0.1:443",
+        method="tcp_connect",
+        answered=15,
+        lost=5,
+        rtt_p50_ms=4.0,
+        rtt_p90_ms=9.0,
+        jitter_ms=1.5,
+        measured_at=now - timedelta(minutes=15),
+    )
     # sysUpTime 1000 s, then 1600 s ten minutes later: booted 1600 s before the newer poll.
     core_polls = [
         SnmpPoll(
@@ -229,8 +271,21 @@ def _fill(collector: RunningCollector) -> Filled:
     )
     response = httpx.post(
         f"{collector.url}/api/v1/results",
-        content=Batch(measurements=[*tests, *core_polls, failed]).model_dump_json(),
+        content=Batch(
+            measurements=[*tests, internet, latency, *core_polls, failed]
+        ).model_dump_json(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    with collector.sessions() as session:
+        code = issue_classroom_code(session=session, school_id=school_id).code
+    classroom = ThroughputTest(
+        path="classroom", server="x", room="Room 12", download_bps=40e6, upload_bps=15e6
+    )
+    response = httpx.post(
+        f"{collector.url}/api/v1/classroom/results",
+        content=classroom.model_dump_json(),
+        headers={"X-Classroom-Code": code, "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
     polled_at = now - timedelta(minutes=10)
@@ -391,7 +446,7 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
             (sample,) = _query(prometheus, expr)
             return float(sample["value"][1])
 
-        assert value(f'readynet_school_window_tests{{school="{SCHOOL}"}}') == 10
+        assert value(f'readynet_school_window_tests{{school="{SCHOOL}"}}') == 11
         assert value(f'readynet_school_window_tests{{school="{OTHER_SCHOOL}"}}') == 0
         assert value("readynet_readiness_window_seconds") == 30 * 86400
         (info,) = _query(prometheus, f'readynet_school_info{{district="{DISTRICT}"}}')
@@ -417,6 +472,17 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
         assert value(f"readynet_interface_received_bytes_total{iface}") == 5_000_000
         assert value(f"readynet_interface_transmitted_bytes_total{iface}") == 10_000_000
         assert value(f"readynet_interface_speed_bits_per_second{iface}") == 1e9
+        lincoln = f'{{school="{SCHOOL}"}}'
+        assert value(f"readynet_school_window_agent_limited_tests{lincoln}") == 3
+        assert value(f"readynet_school_loaded_latency_median_seconds{lincoln}") == 0.3
+        onnet = '{path="onnet"}'
+        assert value(f"readynet_throughput_download_bits_per_second{onnet}") == 109e6
+        assert value(f"readynet_throughput_agent_limited{onnet}") == 0
+        assert value('readynet_classroom_download_bits_per_second{room="Room 12"}') == 40e6
+        assert value("readynet_latency_loss_ratio") == 0.25
+        assert value("readynet_agent_budget_used_bytes") == 10**9
+        (latency_series,) = _query(prometheus, "readynet_latency_rtt_p50_seconds")
+        assert latency_series["metric"]["job"] == DETAIL_JOB
 
         # The deploy rules evaluate cleanly against real metrics: a school below a target and
         # a device whose poll failed have their alerts pending; the agent that never reported
@@ -452,14 +518,31 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
         assert alert["annotations"]["summary"] == f"{SCHOOL} is below the internet-2017-18 target"
         (alert,) = _eventually("the device alert", lambda: pending("ReadyNetDeviceDown"), deadline)
         assert (alert["labels"]["school"], alert["labels"]["device"]) == (SCHOOL, "ap")
+        # 290 ms added under load, a quarter of the probes lost: pending too. Three of eleven
+        # tests agent-limited is not most.
+        (alert,) = _eventually(
+            "the bufferbloat alert", lambda: pending("ReadyNetSchoolLatencyUnderLoad"), deadline
+        )
+        assert alert["labels"]["school"] == SCHOOL
+        (alert,) = _eventually("the loss alert", lambda: pending("ReadyNetLatencyLoss"), deadline)
+        assert (alert["labels"]["school"], alert["labels"]["destination"]) == (
+            SCHOOL,
+            "127.0.0.1:443",
+        )
         assert {a["labels"]["alertname"] for a in alerts()} == {
             "ReadyNetSchoolBelowTarget",
             "ReadyNetDeviceDown",
+            "ReadyNetSchoolLatencyUnderLoad",
+            "ReadyNetLatencyLoss",
         }
         recorded = _query(prometheus, "readynet:school_download_over_required:ratio")
         assert len(recorded) == 2
         (age,) = _query(prometheus, "readynet:agent_last_seen_age:seconds")
         assert age["metric"]["agent"] == "pi-lincoln"
+        (added,) = _query(prometheus, "readynet:school_latency_added_under_load:seconds")
+        assert float(added["value"][1]) == pytest.approx(0.29)
+        (limited,) = _query(prometheus, "readynet:school_agent_limited_tests:ratio")
+        assert float(limited["value"][1]) == pytest.approx(3 / 11)
 
 
 def test_dashboard_structure() -> None:
@@ -499,6 +582,19 @@ def test_dashboard_structure() -> None:
         "readynet_interface_transmitted_bytes_total",
         "readynet_build_info",
         "readynet_store_queue_waiting",
+        "readynet_school_download_p90_bits_per_second",
+        "readynet_school_idle_latency_median_seconds",
+        "readynet_school_loaded_latency_median_seconds",
+        "readynet_school_responsiveness_median_rpm",
+        "readynet_school_window_agent_limited_tests",
+        "readynet_throughput_download_bits_per_second",
+        "readynet_throughput_loaded_latency_seconds",
+        "readynet_throughput_responsiveness_rpm",
+        "readynet_throughput_agent_limited",
+        "readynet_latency_rtt_p90_seconds",
+        "readynet_latency_loss_ratio",
+        "readynet_classroom_download_bits_per_second",
+        "readynet_agent_budget_used_bytes",
     ):
         assert metric in exprs, f"no panel shows {metric}"
     # Byte counters are shown in bits per second, and a gauge is never rated.
