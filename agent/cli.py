@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +13,16 @@ from pathlib import Path
 import httpx
 
 from agent import __version__
+from agent.daemon import AgentDaemon
 from agent.errors import ReadyNetError, UploadError
+from agent.measure import measurement_round, snmp_round
 from agent.outbox import Outbox
-from agent.probes.base import Probe, ProbeResult
-from agent.probes.onnet import OnNetProbe
-from agent.probes.snmp import SnmpProbe
-from agent.redact import redact, scrub
+from agent.probes.base import ProbeResult
+from agent.redact import redact
+from agent.schedule.policy import TestPolicy
 from agent.settings import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
 from agent.uploader import deliver
+from agent.wire import ThroughputTest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,11 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="readynet-agent", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="the long-running agent: scheduled tests, polls, delivery")
+    run.set_defaults(handler=run_daemon)
     once = sub.add_parser("once", help="run every probe once, then deliver the outbox")
     once.set_defaults(handler=run_once)
     flush = sub.add_parser("flush", help="deliver what waits in the outbox")
     flush.set_defaults(handler=flush_outbox)
-    for command in (once, flush):
+    for command in (run, once, flush):
         command.add_argument(
             "--config",
             type=Path,
@@ -55,27 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_probes(settings: AgentSettings) -> list[Probe]:
-    probes: list[Probe] = []
-    if settings.onnet.enabled:
-        probes.append(
-            OnNetProbe(
-                collector_url=settings.collector_url,
-                token=settings.token.get_secret_value(),
-                settings=settings.onnet,
-            )
-        )
-    probes.extend(SnmpProbe(device) for device in settings.devices)
-    return probes
+async def run_daemon(settings: AgentSettings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await AgentDaemon(settings).run(stop)
+    return 0
 
 
 async def run_once(settings: AgentSettings) -> int:
-    results: list[ProbeResult] = []
-    for probe in build_probes(settings):
-        # One at a time: a throughput test must not compete with the polls it is measured beside.
-        results.extend(await probe.run())
-    # Each probe masks its own credential; this masks every one, in every result, once more.
-    results = [scrub(result, settings.secrets()) for result in results]
+    """Every test and poll now, whatever the schedule says (a technician's manual round)."""
+    results = await measurement_round(settings)
+    results += await snmp_round(settings, settings.devices)
+    policy = TestPolicy(settings.schedule, settings.state_dir)
+    try:
+        tests = [r for r in results if isinstance(r, ThroughputTest)]
+        results = [
+            policy.record(r, final=r.id == tests[-1].id) if isinstance(r, ThroughputTest) else r
+            for r in results
+        ]
+    finally:
+        policy.close()
     for result in results:
         print(_describe(result))
     with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:

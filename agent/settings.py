@@ -29,6 +29,9 @@ from pydantic_settings import (
 from yaml import MarkedYAMLError, YAMLError
 
 from agent.errors import ConfigError
+from agent.probes.internet import InternetSettings
+from agent.probes.latency import LatencySettings
+from agent.schedule.settings import ScheduleSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/readynet/agent.yaml")
 _PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "public-token", "xxx"}
@@ -84,6 +87,22 @@ class OnNetSettings(_Section):
         return self
 
 
+class UplinkSettings(_Section):
+    """The school's uplink, checked for traffic before each throughput test (`agent.uplink`)."""
+
+    # The name of one of `devices`, and the uplink's ifIndex on it.
+    device: str = Field(min_length=1, max_length=64)
+    ifindex: int = Field(ge=1, le=2**31 - 1)
+    # Busy when either direction carries more than this share of the link speed...
+    busy_fraction: float = Field(default=0.3, gt=0, le=1)
+    # ...or more than this many bits per second (for links whose speed the device misreports).
+    busy_bps: float | None = Field(default=None, gt=0)
+    # Devices cache their counters for a few seconds: read them further apart than that.
+    sample_s: float = Field(default=5.0, ge=0.5, le=60)
+    # How long to wait before trying again after a busy reading.
+    retry_minutes: float = Field(default=15, gt=0, le=24 * 60)
+
+
 class AgentSettings(BaseSettings):
     """Everything the agent needs; built once in `main()` and passed down."""
 
@@ -97,7 +116,15 @@ class AgentSettings(BaseSettings):
     upload_timeout_s: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=1000)
     onnet: OnNetSettings = Field(default_factory=OnNetSettings)
+    internet: InternetSettings = Field(default_factory=InternetSettings)
+    latency: LatencySettings = Field(default_factory=LatencySettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     devices: list[DeviceSettings] = Field(default_factory=list)
+    uplink: UplinkSettings | None = None
+    # `readynet-agent run`: SNMP polls every this many seconds (utilisation figures assume 300),
+    # and delivery of the outbox at least this often.
+    snmp_interval_s: float = Field(default=300, ge=10, le=3600)
+    delivery_interval_s: float = Field(default=60, ge=1, le=3600)
 
     @field_validator("token")
     @classmethod
@@ -120,6 +147,12 @@ class AgentSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("collector_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _uplink_is_a_device(self) -> AgentSettings:
+        if self.uplink is not None and self.uplink.device not in {d.name for d in self.devices}:
+            raise ValueError(f"uplink.device {self.uplink.device!r} is not one of devices")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -18,30 +18,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agent.errors import ProbeError
-from agent.settings import DeviceSettings
+from agent.settings import DeviceSettings, UplinkSettings
 from agent.snmp.walk import get_scalars, open_session
 
 IF_HC_IN_OCTETS = "1.3.6.1.2.1.31.1.1.1.6"
 IF_HC_OUT_OCTETS = "1.3.6.1.2.1.31.1.1.1.10"
 IF_HIGH_SPEED = "1.3.6.1.2.1.31.1.1.1.15"  # Mbit/s
-
-
-class UplinkSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # The name of one of `devices`, and the uplink's ifIndex on it.
-    device: str = Field(min_length=1, max_length=64)
-    ifindex: int = Field(ge=1, le=2**31 - 1)
-    # Busy when either direction carries more than this share of the link speed...
-    busy_fraction: float = Field(default=0.3, gt=0, le=1)
-    # ...or more than this many bits per second (for links whose speed the device misreports).
-    busy_bps: float | None = Field(default=None, gt=0)
-    sample_s: float = Field(default=5.0, ge=0.5, le=60)
-    # How long to wait before trying again after a busy reading.
-    retry_minutes: float = Field(default=15, gt=0, le=24 * 60)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ DEMO_SCHOOL = {"name": "Demo Elementary", "students": 450, "staff": 50}
 
 LOOPBACK_BUDGET_BYTES = 100_000_000_000
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workdir: Path = args.workdir.resolve()
@@ -146,6 +147,8 @@ def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> 
         "state_dir": str(workdir / "agent-state"),
         # Small transfers keep the demo quick; loopback is far faster than any school link.
         "onnet": {"duration_s": 2.0, "warmup_s": 0.5, "request_bytes": 8_000_000},
+        # Loopback only: the internet test would go to speedtest.net.
+        "internet": {"enabled": False},
         "devices": [
             {"name": name, "address": "127.0.0.1", "port": snmp_port, "auth": {"community": c}}
             for name, c in DEMO_DEVICES

@@ -32,7 +32,7 @@ class LatencySettings(BaseModel):
     enabled: bool = True
     method: Literal["tcp_connect", "http"] = "tcp_connect"
     # host:port to measure; empty means the collector's own host and port.
-    target: str | None = Field(default=None, min_length=3, max_length=300)
+    target: str | None = Field(default=None, max_length=300, pattern=r"^\S+:\d{1,5}$")
     probes: int = Field(default=20, ge=1, le=1000)
     interval_s: float = Field(default=0.2, ge=0.01, le=10)
     timeout_s: float = Field(default=1.0, gt=0, le=30)

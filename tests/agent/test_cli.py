@@ -16,12 +16,13 @@ AGENT = str(Path(sys.executable).parent / "readynet-agent")
 
 def _config(tmp_path: Path, url: str, token: str) -> Path:
     path = tmp_path / "agent.yaml"
-    # No on-net test and one device nobody answers for: quick, and still one result per run.
+    # No tests and one device nobody answers for: quick, and still one result per run.
     settings = {
         "collector_url": url,
         "token": token,
         "state_dir": str(tmp_path / "state"),
         "onnet": {"enabled": False},
+        "latency": {"enabled": False},
         "devices": [
             {
                 "name": "gone",

@@ -35,12 +35,14 @@ CONFIG_NAME = "agent.yaml"
 
 
 def _config(tmp_path: Path, url: str, token: str) -> Path:
-    # A short on-net test (it sends the token) and one dead device (it has the community).
+    # A short on-net test and HTTP round trips (both send the token) and one dead device (it
+    # has the community).
     settings = {
         "collector_url": url,
         "token": token,
         "state_dir": str(tmp_path / "state"),
         "onnet": {"duration_s": 0.5, "warmup_s": 0.1, "sample_interval_s": 0.1},
+        "latency": {"method": "http", "probes": 3, "interval_s": 0.01},
         "devices": [
             {
                 "name": "gone",
@@ -88,9 +90,9 @@ def test_token_with_a_trailing_space_works_and_is_written_nowhere(
     once = _agent("once", "--config", _config(tmp_path, collector.url, f"{token} \n"))
     assert once.returncode == 0, once.stdout + once.stderr
     assert "throughput (onnet): down" in once.stdout
-    assert "delivered: 2 new, 0 already stored, 0 waiting" in once.stdout
-    snmp_error, onnet_error = _stored_errors(collector)
-    assert onnet_error is None
+    assert "delivered: 3 new, 0 already stored, 0 waiting" in once.stdout
+    latency_error, snmp_error, onnet_error = _stored_errors(collector)
+    assert latency_error is None and onnet_error is None
     assert snmp_error is not None and snmp_error.startswith("gone (127.0.0.1:")
     _assert_nowhere(token, tmp_path, [once])
     _assert_nowhere(COMMUNITY, tmp_path, [once])
@@ -157,7 +159,7 @@ def test_refused_token_is_written_nowhere(collector: RunningCollector, tmp_path:
     assert "HTTP 401: invalid or missing agent token" in once.stdout
     flush = _agent("flush", "--config", _config(tmp_path, collector.url, token))
     assert flush.returncode == 0, flush.stdout + flush.stderr
-    assert "delivered: 2 new" in flush.stdout
+    assert "delivered: 3 new" in flush.stdout
     assert "collector answered HTTP 401" in _stored_errors(collector)
     _assert_nowhere(wrong, tmp_path, [once, flush])
     _assert_nowhere(COMMUNITY, tmp_path, [once, flush])

@@ -34,7 +34,8 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert out.count("delivered: 4 new, 0 already stored, 0 waiting") == 10
+    # Each round: a latency test, an on-net test and three polls.
+    assert out.count("delivered: 5 new, 0 already stored, 0 waiting") == 10
     assert "=== Readiness: Demo Elementary (500 students and staff) ===" in out
     assert "profile setda-2012: 10 tests over onnet" in out
     assert "internet-2014-15   required     50.0 Mbps" in out

@@ -87,6 +87,7 @@ def test_agent_to_verdict_and_metric(
                 "token": token.strip(),
                 "state_dir": str(tmp_path / "agent-state"),
                 "onnet": {"duration_s": 1.0, "warmup_s": 0.3, "request_bytes": 4_000_000},
+                "latency": {"probes": 5, "interval_s": 0.02},
                 "devices": [
                     {
                         "name": "core-router",
@@ -102,7 +103,7 @@ def test_agent_to_verdict_and_metric(
     agent = [str(BIN / "readynet-agent"), "once", "--config", str(config)]
     for _ in range(9):
         out = run_ok(*agent, env=env)
-        assert "delivered: 2 new, 0 already stored, 0 waiting" in out
+        assert "delivered: 3 new, 0 already stored, 0 waiting" in out
     readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
     assert readiness["tests"] == 9
     assert {t["verdict"] for t in readiness["targets"]} == {"inconclusive"}
@@ -122,7 +123,8 @@ def test_agent_to_verdict_and_metric(
 
     engine = make_engine(env["READYNET_COLLECTOR_DATABASE_URL"])
     with make_session_factory(engine)() as session:
-        assert session.scalar(select(func.count()).select_from(Measurement)) == 20
+        # Each round: a latency test, an on-net test and a poll.
+        assert session.scalar(select(func.count()).select_from(Measurement)) == 30
         assert session.scalar(select(func.count()).select_from(ThroughputResult)) == 10
         assert session.scalar(select(func.count()).select_from(SnmpPollResult)) == 10
         # iosxe Gi0/0/1 (ifIndex 2), straight from the recording.

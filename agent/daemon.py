@@ -1,0 +1,281 @@
+"""`readynet-agent run`: the long-running agent, an APScheduler scheduler and its jobs.
+
+Jobs:
+
+- **round**: a measurement round (latency, on-net, internet tests) at the time the test policy
+  (`agent.schedule.TestPolicy`) plans, so that each school collects 10+ valid tests over 5+ days
+  across the school day. When it is due, the policy decides again (blackouts and quiet hours
+  added since still stop it, the data budget may defer it); the collector grants a slot (schools
+  behind one shared exit take turns); the uplink is checked for traffic already flowing (a busy
+  line defers the test). Then the round runs and the next one is planned.
+- **snmp**: every `snmp_interval_s`, a poll of every device. A poll of the uplink's device waits
+  while a test runs, and a test waits for it: neither measures the other.
+- **deliver**: every `delivery_interval_s`, and after each round, the outbox goes to the
+  collector.
+- `add_periodic` adds jobs of the same kind (heartbeats, remote configuration).
+
+Everything a job measures goes into the durable outbox first. No job failure stops the daemon:
+it is logged and the job runs again at its next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.clock import Clock, SystemClock
+from agent.errors import ProbeError, ReadyNetError, UploadError
+from agent.measure import collector_client, measurement_round, snmp_round
+from agent.outbox import Outbox
+from agent.probes.base import ProbeResult
+from agent.redact import redact
+from agent.schedule import slots
+from agent.schedule.policy import Defer, Go, TestPolicy
+from agent.settings import AgentSettings
+from agent.uplink import measure_background
+from agent.uploader import deliver
+from agent.wire import ThroughputTest
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+# Room for the round's own set-up and delivery in the slot asked of the collector.
+SLOT_MARGIN_S = 30
+# When the collector cannot be asked for a slot or the policy cannot plan: ask again after this.
+RETRY_PLANNING = timedelta(minutes=30)
+# A job that could not run on time (the box was suspended, the loop busy) still runs this late.
+MISFIRE_GRACE_S = 300
+
+
+class _Deferred(Exception):
+    """The round was put off and its retry planned."""
+
+
+class AgentDaemon:
+    """The agent's scheduler and jobs; `run()` until `stop` is set."""
+
+    def __init__(self, settings: AgentSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.policy = TestPolicy(settings.schedule, settings.state_dir, clock=self.clock.now)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Throughput tests and polls of the uplink's device never run at the same time.
+        self.test_lock = asyncio.Lock()
+        self.rounds_run = 0
+
+    def add_periodic(self, name: str, job: Callable[[], Awaitable[None]], every_s: float) -> None:
+        """Run `job` every `every_s` seconds, first after one interval (heartbeats, config)."""
+        self.scheduler.add_job(
+            _logged(name, job),
+            IntervalTrigger(seconds=every_s, timezone=UTC),
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=MISFIRE_GRACE_S,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            _logged("snmp", self.poll_devices),
+            IntervalTrigger(seconds=s.snmp_interval_s, timezone=UTC, jitter=_jitter(s)),
+            id="snmp",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=MISFIRE_GRACE_S,
+        )
+        self.add_periodic("deliver", self.deliver_outbox, s.delivery_interval_s)
+        self._plan_round(self.policy.next_start())
+        self.scheduler.start()
+        logger.info("agent running: %d devices, next test %s", len(s.devices), self._next_round())
+        try:
+            await stop.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            self.policy.close()
+
+    # --- the measurement round -------------------------------------------------------------
+
+    async def measurement_job(self) -> None:
+        """The planned round: vet it, run it, plan the next. Never raises."""
+        try:
+            await self._vetted_round()
+        except Exception:
+            logger.exception("measurement round failed")
+            self._plan_round(self.clock.now() + RETRY_PLANNING)
+
+    async def _vetted_round(self) -> None:
+        decision = self.policy.decide()
+        if isinstance(decision, Defer):
+            logger.info("test deferred: %s; next try %s", decision.reason, decision.retry_at)
+            self._plan_round(self.policy.next_start(decision.retry_at) or decision.retry_at)
+            return
+        async with collector_client(self.settings) as client:
+            try:
+                slot = await self._slot(client, decision)
+            except _Deferred:
+                return
+            try:
+                await self._run_round(decision)
+            finally:
+                if isinstance(slot, slots.Slot):
+                    await _quietly(slots.release(client, slot, secrets=self.settings.secrets()))
+        await self.deliver_outbox()
+        self._plan_round(self.policy.next_start())
+
+    async def _slot(self, client: httpx.AsyncClient, decision: Go) -> slots.Slot | None:
+        """A slot, or None to go ahead without one (collector unreachable).
+
+        Raises _Deferred (and plans the retry) when another school behind the exit is testing.
+        """
+        try:
+            answer = await slots.acquire(
+                client, self._round_seconds(), secrets=self.settings.secrets()
+            )
+        except UploadError as exc:
+            logger.warning("no test slot from the collector (%s); testing without one", exc)
+            return None
+        if isinstance(answer, slots.Busy):
+            self.policy.release(decision.ticket)
+            retry = self.clock.now() + timedelta(seconds=answer.retry_after_s)
+            logger.info("another school behind the same exit is testing; retry at %s", retry)
+            self._plan_round(retry)
+            raise _Deferred
+        return answer
+
+    async def _run_round(self, decision: Go) -> None:
+        async with self.test_lock:
+            background = await self._background()
+            if isinstance(background, str):
+                self.policy.release(decision.ticket)
+                retry = self.clock.now() + timedelta(minutes=self._uplink_retry_minutes())
+                logger.info("test deferred: %s; next try %s", background, retry)
+                self._plan_round(retry)
+                return
+            results = await measurement_round(self.settings)
+        self.rounds_run += 1
+        self._queue(self._recorded(results, decision.ticket, background))
+
+    async def _background(self) -> float | str | None:
+        """The uplink's inbound traffic (bit/s), None if unknown, or why it is too busy."""
+        uplink = self.settings.uplink
+        if uplink is None:
+            return None
+        device = next(d for d in self.settings.devices if d.name == uplink.device)
+        try:
+            measured = await measure_background(device, uplink)
+        except ProbeError as exc:
+            logger.warning("uplink traffic unknown, testing anyway: %s", exc)
+            return None
+        return measured.busy(uplink) or measured.in_bps
+
+    def _recorded(
+        self, results: list[ProbeResult], ticket: int | None, background: float | None
+    ) -> list[ProbeResult]:
+        tests = [r for r in results if isinstance(r, ThroughputTest)]
+        recorded: list[ProbeResult] = []
+        for result in results:
+            if isinstance(result, ThroughputTest):
+                if background is not None:
+                    result = result.model_copy(update={"background_bps": background})
+                result = self.policy.record(result, ticket=ticket, final=result.id == tests[-1].id)
+            recorded.append(result)
+        return recorded
+
+    def _plan_round(self, at: datetime | None) -> None:
+        if at is None:
+            logger.warning("no test can be planned in the coming year; asking again later")
+            at = self.clock.now() + RETRY_PLANNING
+        self.scheduler.add_job(
+            self.measurement_job,
+            DateTrigger(run_date=self.clock.wall(at), timezone=UTC),
+            id="round",
+            replace_existing=True,
+            misfire_grace_time=MISFIRE_GRACE_S,
+        )
+
+    def _next_round(self) -> str:
+        job = self.scheduler.get_job("round")
+        return "not planned" if job is None else str(job.next_run_time)
+
+    def _round_seconds(self) -> int:
+        s = self.settings
+        seconds = SLOT_MARGIN_S + (2 * s.onnet.duration_s + 5 if s.onnet.enabled else 0)
+        if s.internet.enabled:
+            seconds += s.internet.deadline_s
+        if s.latency.enabled:
+            seconds += s.latency.probes * (s.latency.interval_s + s.latency.timeout_s)
+        return min(math.ceil(seconds), slots.MAX_SLOT_SECONDS)
+
+    def _uplink_retry_minutes(self) -> float:
+        return self.settings.uplink.retry_minutes if self.settings.uplink else 15
+
+    # --- polls and delivery ----------------------------------------------------------------
+
+    async def poll_devices(self) -> None:
+        s = self.settings
+        uplink = s.uplink.device if s.uplink else None
+        others = [d for d in s.devices if d.name != uplink]
+        results = await snmp_round(s, others)
+        if uplink is not None:
+            async with self.test_lock:
+                results += await snmp_round(s, [d for d in s.devices if d.name == uplink])
+        self._queue(results)
+
+    async def deliver_outbox(self) -> None:
+        s = self.settings
+        async with collector_client(s) as client:
+            with Outbox(s.state_dir / OUTBOX_FILE) as outbox:
+                try:
+                    done = await deliver(
+                        outbox, client=client, batch_size=s.batch_size, secrets=s.secrets()
+                    )
+                except UploadError as exc:
+                    logger.warning(
+                        "not delivered, %d results wait in the outbox: %s",
+                        len(outbox),
+                        redact(str(exc), s.secrets()),
+                    )
+                    return
+        if done.accepted or done.duplicates:
+            logger.info("delivered %d new, %d already stored", done.accepted, done.duplicates)
+
+    def _queue(self, results: list[ProbeResult]) -> None:
+        if not results:
+            return
+        with Outbox(self.settings.state_dir / OUTBOX_FILE) as outbox:
+            outbox.add(results)
+
+
+def _logged(name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        try:
+            await job()
+        except ReadyNetError as exc:
+            logger.error("%s job failed: %s", name, exc)
+        except Exception:
+            logger.exception("%s job failed", name)
+
+    return run
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except UploadError as exc:
+        logger.info("could not give the test slot back early (it expires on its own): %s", exc)
+
+
+def _jitter(settings: AgentSettings) -> int:
+    # Spread polls so a district's agents do not all poll on the same second.
+    return max(1, int(settings.snmp_interval_s / 10))

@@ -1,0 +1,83 @@
+"""One measurement round and one SNMP round, as `readynet-agent once` and the daemon run them.
+
+A measurement round is: idle latency, the on-net (WAN) test, the internet test, one after the
+other (never two at once: they would share the line they measure). An SNMP round polls every
+configured device. Probes report failures as results; nothing here raises for a failed test.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+
+from agent.probes.base import Probe, ProbeResult
+from agent.probes.internet import InternetProbe
+from agent.probes.latency import LatencyProbe
+from agent.probes.onnet import OnNetProbe
+from agent.probes.snmp import SnmpProbe
+from agent.redact import scrub
+from agent.settings import AgentSettings, DeviceSettings
+
+logger = logging.getLogger(__name__)
+
+
+def collector_endpoint(settings: AgentSettings) -> tuple[str, int]:
+    url = urlsplit(settings.collector_url)
+    return url.hostname or "localhost", url.port or (443 if url.scheme == "https" else 80)
+
+
+def collector_client(settings: AgentSettings) -> httpx.AsyncClient:
+    """An HTTP client for the collector, with the agent's token."""
+    return httpx.AsyncClient(
+        base_url=settings.collector_url,
+        headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
+        timeout=settings.upload_timeout_s,
+    )
+
+
+async def measurement_round(settings: AgentSettings) -> list[ProbeResult]:
+    """Latency, on-net and internet tests (those enabled), one after the other."""
+    results: list[ProbeResult] = []
+    token = settings.token.get_secret_value()
+    async with collector_client(settings) as client:
+        probes: list[Probe] = []
+        if settings.latency.enabled:
+            host, port = _latency_target(settings)
+            probes.append(
+                LatencyProbe(
+                    settings=settings.latency,
+                    host=host,
+                    port=port,
+                    http_client=client,
+                    secrets=(token,),
+                )
+            )
+        if settings.onnet.enabled:
+            probes.append(
+                OnNetProbe(
+                    collector_url=settings.collector_url, token=token, settings=settings.onnet
+                )
+            )
+        if settings.internet.enabled:
+            probes.append(InternetProbe(settings=settings.internet))
+        for probe in probes:
+            results.extend(await probe.run())
+    # Each probe masks its own credential; this masks every one, in every result, once more.
+    return [scrub(result, settings.secrets()) for result in results]
+
+
+async def snmp_round(settings: AgentSettings, devices: list[DeviceSettings]) -> list[ProbeResult]:
+    results: list[ProbeResult] = []
+    for device in devices:
+        results.extend(await SnmpProbe(device).run())
+    return [scrub(result, settings.secrets()) for result in results]
+
+
+def _latency_target(settings: AgentSettings) -> tuple[str, int]:
+    target = settings.latency.target
+    if target is None:
+        return collector_endpoint(settings)
+    host, _, port = target.rpartition(":")
+    return host.strip("[]"), int(port)
