@@ -5,7 +5,10 @@ routing, dependencies and parsing for every one of them, a second or more of eve
 one go, during which nothing else (not even `/healthz`) is answered, and most of which is for
 requests that will wait seconds for the store anyway. Waiting here costs a few hundred bytes and
 no CPU, and requests are admitted in arrival order as earlier ones finish. `/healthz`,
-`/readyz` and `/metrics` are never held back: they have their own bounds.
+`/readyz` and `/metrics` are never held back: they have their own bounds. Nor are speed-test
+transfers (the agents' and LibreSpeed's): they last seconds, are bounded per agent and per
+school by the speed-test limits, and a few dozen slow ones must not hold every slot while
+result posts wait behind them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 UNGATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+UNGATED_PREFIXES = ("/api/v1/speedtest/", "/librespeed/")
 
 
 class Admission:
@@ -24,7 +28,8 @@ class Admission:
         self._slots = anyio.CapacityLimiter(limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNGATED_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in UNGATED_PATHS or path.startswith(UNGATED_PREFIXES):
             await self._app(scope, receive, send)
             return
         async with self._slots:

@@ -19,7 +19,7 @@ import pytest
 from agent.probes.ceiling import Ceiling
 from agent.probes.onnet import OnNetProbe
 from agent.settings import OnNetSettings
-from agent.wire import ThroughputTest
+from agent.wire import Batch, ThroughputTest
 from collector.api.errors import BODY_TIMEOUT, BODY_TOO_LARGE, SPEEDTEST_BUDGET, SPEEDTEST_STREAMS
 from collector.api.routes.speedtest import CHUNK_BYTES
 from collector.api.speedtest_limits import (
@@ -354,3 +354,24 @@ def test_limiter_state_is_bounded_and_expires() -> None:
     now = 61.0
     limiter.open(agent_id=0, direction=Direction.UPLOAD, need_bytes=0).close()
     assert limiter.tracked() == 1  # the others were forgotten
+
+
+def test_slow_transfers_do_not_hold_result_posts_back(start_collector: StartCollector) -> None:
+    """More open, unread downloads than the admission limit: a result post still goes through."""
+    collector = start_collector(admitted_requests=4)
+    tokens = [collector.enroll(collector.add_school(f"School {n}")) for n in range(2)]
+    held = [_open_download(collector, token, 64 * MiB) for token in tokens for _ in range(5)]
+    try:
+        batch = Batch(measurements=[ThroughputTest(path="onnet", server="x", download_bps=1e8)])
+        started = time.monotonic()
+        answer = httpx.post(
+            f"{collector.url}/api/v1/results",
+            content=batch.model_dump_json(),
+            headers={"Authorization": f"Bearer {tokens[0]}", "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in held:
+            sock.close()
