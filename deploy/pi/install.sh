@@ -23,8 +23,8 @@ Installs the ReadyNet agent:
   2. the system user $SERVICE_USER, which owns the config and the outbox;
   3. $CONFIG_DIR/agent.yaml from deploy/agent.example.yaml, mode 600,
      only if it does not exist yet (an existing config is never touched);
-  4. readynet-agent.service and readynet-agent.timer in $UNIT_DIR, and
-     enables and starts the timer (an hourly measurement round).
+  4. readynet-agent.service in $UNIT_DIR, enabled, and started once the
+     config holds a real token (the daemon plans tests and polls devices).
 
 Then put the collector URL and the token from
   readynet-collector agent enroll --school ID --name NAME
@@ -33,7 +33,7 @@ into $CONFIG_DIR/agent.yaml; the agent refuses the placeholder token.
 Options:
   --from PATH    install readynet from this directory or wheel instead of PyPI
   --prefix DIR   virtual environment location (default: $PREFIX)
-  --no-start     install and enable the units but do not start the timer
+  --no-start     install and enable the service but do not start it
   -h, --help     show this help and exit
 
 Needs: python3 (3.11 or newer) with the venv module (apt-get install python3-venv).
@@ -72,6 +72,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+placeholder_token() {
+  grep -Eq '^token:[[:space:]]*"?changeme"?[[:space:]]*$' "$CONFIG_DIR/agent.yaml"
+}
+
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0)"
 command -v python3 >/dev/null || die "python3 not found: apt-get install python3 python3-venv"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -79,8 +83,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 python3 -c 'import venv, ensurepip' 2>/dev/null \
   || die "the python3 venv module is missing: apt-get install python3-venv"
 EXAMPLE="$DEPLOY/agent.example.yaml"
-for file in "$EXAMPLE" "$DEPLOY/systemd/readynet-agent.service" \
-  "$DEPLOY/systemd/readynet-agent.timer"; do
+for file in "$EXAMPLE" "$DEPLOY/systemd/readynet-agent.service"; do
   [ -f "$file" ] || die "missing $file: run this script from a checkout of the repository"
 done
 
@@ -119,7 +122,7 @@ else
 fi
 
 echo "==> systemd units in $UNIT_DIR"
-for unit in readynet-agent.service readynet-agent.timer; do
+for unit in readynet-agent.service; do
   # The units name /opt/readynet; follow --prefix.
   sed "s#/opt/readynet/#${PREFIX%/}/#g" "$DEPLOY/systemd/$unit" >"$UNIT_DIR/$unit.tmp"
   chmod 644 "$UNIT_DIR/$unit.tmp"
@@ -127,19 +130,21 @@ for unit in readynet-agent.service readynet-agent.timer; do
 done
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  if [ "$START" -eq 1 ]; then
-    systemctl enable --now readynet-agent.timer
+  # With the placeholder token the daemon would only stop with a config error, again and again.
+  if [ "$START" -eq 1 ] && ! placeholder_token; then
+    systemctl enable --now readynet-agent.service
   else
-    systemctl enable readynet-agent.timer
+    systemctl enable readynet-agent.service
   fi
 else
-  echo "==> systemd is not running here: enable readynet-agent.timer on first boot yourself"
+  echo "==> systemd is not running here: enable readynet-agent.service on first boot yourself"
 fi
 
-if grep -Eq '^token:[[:space:]]*"?changeme"?[[:space:]]*$' "$CONFIG_DIR/agent.yaml"; then
+if placeholder_token; then
   echo
   echo "Next: set collector_url and token in $CONFIG_DIR/agent.yaml (the token comes from"
   echo "'readynet-collector agent enroll'); until then every round stops with a config error."
   echo "Then try a round by hand:  sudo -u $SERVICE_USER $PREFIX/bin/readynet-agent once"
+  echo "and start the daemon:       systemctl start readynet-agent.service"
 fi
-echo "==> done; rounds are logged in: journalctl -u readynet-agent.service"
+echo "==> done; the agent logs to: journalctl -u readynet-agent.service"

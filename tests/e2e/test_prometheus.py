@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 DASHBOARD = REPO / "grafana" / "dashboards" / "readynet-overview.json"
-SYSTEMD_UNITS = ("readynet-agent.service", "readynet-agent.timer", "readynet-collector.service")
+SYSTEMD_UNITS = ("readynet-agent.service", "readynet-collector.service")
 COMPOSE_TARGET = "collector:8080"
 SD_PATH = "/api/v1/metrics/targets"
 JOB = "readynet-collector"
@@ -684,9 +684,10 @@ def test_systemd_units(tmp_path: Path) -> None:
     units = {name: _unit(DEPLOY / "systemd" / name) for name in SYSTEMD_UNITS}
     agent = units["readynet-agent.service"]["Service"]
     assert agent["ExecStart"] == (
-        "/opt/readynet/bin/readynet-agent once --config /etc/readynet/agent.yaml"
+        "/opt/readynet/bin/readynet-agent run --config /etc/readynet/agent.yaml"
     )
-    assert agent["Type"] == "oneshot"
+    assert (agent["Type"], agent["Restart"]) == ("simple", "on-failure")
+    assert units["readynet-agent.service"]["Install"]["WantedBy"] == "multi-user.target"
     assert agent["StateDirectory"] == "readynet-agent"
     collector = units["readynet-collector.service"]["Service"]
     assert collector["ExecStart"].startswith("/opt/readynet/bin/readynet-collector serve")
@@ -695,10 +696,6 @@ def test_systemd_units(tmp_path: Path) -> None:
         assert service["ProtectSystem"] == "strict"
         assert service["NoNewPrivileges"] == "yes"
         assert service.get("DynamicUser") == "yes" or "User" in service
-    timer = units["readynet-agent.timer"]
-    assert timer["Timer"]["Unit"] == "readynet-agent.service"
-    assert "RandomizedDelaySec" in timer["Timer"]
-    assert timer["Install"]["WantedBy"] == "timers.target"
 
     if not _systemd_analyze_works(tmp_path):
         return  # no usable systemd-analyze here: the INI checks above are what we can do
