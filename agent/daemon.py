@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -70,11 +71,13 @@ class AgentDaemon:
         # Throughput tests and polls of the uplink's device never run at the same time.
         self.test_lock = asyncio.Lock()
         self.rounds_run = 0
+        # Jobs running now, cancelled at shutdown before the state they write to is closed.
+        self._running: set[asyncio.Task[Any]] = set()
 
     def add_periodic(self, name: str, job: Callable[[], Awaitable[None]], every_s: float) -> None:
         """Run `job` every `every_s` seconds, first after one interval (heartbeats, config)."""
         self.scheduler.add_job(
-            _logged(name, job),
+            self._tracked(_logged(name, job)),
             IntervalTrigger(seconds=every_s, timezone=UTC),
             id=name,
             max_instances=1,
@@ -86,7 +89,7 @@ class AgentDaemon:
         s = self.settings
         now = datetime.now(UTC)
         self.scheduler.add_job(
-            _logged("snmp", self.poll_devices),
+            self._tracked(_logged("snmp", self.poll_devices)),
             IntervalTrigger(seconds=s.snmp_interval_s, timezone=UTC, jitter=_jitter(s)),
             id="snmp",
             next_run_time=now,
@@ -102,6 +105,10 @@ class AgentDaemon:
             await stop.wait()
         finally:
             self.scheduler.shutdown(wait=False)
+            # A test in flight is abandoned; its round stays on the ledger at its estimate.
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
             self.policy.close()
 
     # --- the measurement round -------------------------------------------------------------
@@ -197,12 +204,24 @@ class AgentDaemon:
             logger.warning("no test can be planned in the coming year; asking again later")
             at = self.clock.now() + RETRY_PLANNING
         self.scheduler.add_job(
-            self.measurement_job,
+            self._tracked(self.measurement_job),
             DateTrigger(run_date=self.clock.wall(at), timezone=UTC),
             id="round",
             replace_existing=True,
             misfire_grace_time=MISFIRE_GRACE_S,
         )
+
+    def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await job()
+            finally:
+                self._running.discard(task)
+
+        return run
 
     def _next_round(self) -> str:
         job = self.scheduler.get_job("round")

@@ -1,0 +1,206 @@
+"""`readynet-agent run`: the daemon's jobs against a real collector, on a controllable clock.
+
+The clock runs an hour of school time per real second (`ScaledClock`), so planned rounds come
+due within seconds; APScheduler fires them at the real times the clock maps them to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from agent.clock import ScaledClock
+from agent.daemon import OUTBOX_FILE, AgentDaemon
+from agent.outbox import Outbox
+from agent.schedule import slots
+from agent.schedule.settings import BlackoutWindow, ScheduleSettings
+from agent.settings import AgentSettings, DeviceSettings
+from collector.store.models import Measurement, School, ThroughputResult
+from tests.fixtures.collector import RunningCollector
+from tests.fixtures.snmpsim import SnmpSim
+
+HOUR_PER_SECOND = 3600.0
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)  # a Monday morning
+
+
+def _settings(
+    collector: RunningCollector, token: str, state_dir: Path, **overrides: Any
+) -> AgentSettings:
+    fields: dict[str, Any] = {
+        "collector_url": collector.url,
+        "token": token,
+        "state_dir": state_dir,
+        "onnet": {"duration_s": 0.6, "warmup_s": 0.2, "sample_interval_s": 0.1, "idle_pings": 2},
+        "internet": {"enabled": False},
+        "latency": {"probes": 3, "interval_s": 0.01},
+        "schedule": {
+            "school_day": {
+                "timezone": "UTC",
+                "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "start": "00:00",
+                "end": "23:00",
+            },
+            "goal": {"valid_tests": 4, "distinct_days": 1, "max_tests_per_day": 4},
+        },
+        "delivery_interval_s": 1,
+        "snmp_interval_s": 10,
+    }
+    fields.update(overrides)
+    return AgentSettings.model_validate(fields)
+
+
+@asynccontextmanager
+async def _running(settings: AgentSettings) -> AsyncIterator[AgentDaemon]:
+    daemon = AgentDaemon(settings, clock=ScaledClock(START, HOUR_PER_SECOND))
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        for _ in range(100):
+            if daemon.scheduler.running:
+                break
+            await asyncio.sleep(0.02)
+        yield daemon
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+def _stored_tests(collector: RunningCollector) -> list[ThroughputResult]:
+    with collector.sessions() as session:
+        return list(session.scalars(select(ThroughputResult)))
+
+
+def _stored_kinds(collector: RunningCollector) -> set[str]:
+    with collector.sessions() as session:
+        return set(session.scalars(select(Measurement.kind)))
+
+
+def _round_at(daemon: AgentDaemon) -> datetime:
+    job = daemon.scheduler.get_job("round")
+    assert job is not None
+    when: datetime = job.next_run_time
+    return when
+
+
+async def test_planned_rounds_run_and_polls_and_deliveries_follow(
+    collector: RunningCollector, snmpsim: SnmpSim, tmp_path: Path
+) -> None:
+    token = collector.enroll(collector.add_school())
+    settings = _settings(
+        collector, token, tmp_path / "state", devices=[snmpsim.device("iosxe", name="router")]
+    )
+    async with _running(settings) as daemon:
+        planned = _round_at(daemon)
+        # Planned on the daemon's clock: within the simulated day, so seconds away in real time.
+        assert datetime.now(UTC) <= planned <= daemon.clock.wall(START + timedelta(days=1))
+        assert await _until(lambda: len(_stored_tests(collector)) >= 2, 60)
+        assert daemon.rounds_run >= 2
+        assert daemon.policy.progress(daemon.clock.now()).valid_tests >= 2
+    stored = _stored_tests(collector)
+    assert all(t.path == "onnet" and t.download_bps for t in stored)
+    # The data budget travels with every result.
+    assert all(t.budget_bytes == settings.schedule.budget.daily_bytes for t in stored)
+    assert all(t.budget_used_bytes and t.budget_used_bytes > 0 for t in stored)
+    # Each round also measured latency, and the first poll ran at start.
+    assert {"throughput", "latency", "snmp_poll"} <= _stored_kinds(collector)
+
+
+async def test_a_blackout_added_after_planning_stops_the_round(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    token = collector.enroll(collector.add_school())
+    settings = _settings(collector, token, tmp_path / "state")
+    async with _running(settings) as daemon:
+        planned = _round_at(daemon)
+        # A state testing window over the rest of the simulated week, added after planning.
+        now = daemon.clock.now()
+        window = BlackoutWindow(
+            start=now.replace(tzinfo=None), end=(now + timedelta(days=7)).replace(tzinfo=None)
+        )
+        blacked_out = ScheduleSettings.model_validate(
+            {**settings.schedule.model_dump(), "blackout_windows": [window.model_dump()]}
+        )
+        daemon.policy.reconfigure(blacked_out)
+        # The job fires at its planned time, finds the blackout, and plans past it.
+        assert await _until(lambda: _round_at(daemon) != planned, 40)
+        assert daemon.rounds_run == 0
+        assert _round_at(daemon) >= daemon.clock.wall(now + timedelta(days=7))
+    assert _stored_tests(collector) == []
+
+
+async def test_a_school_behind_a_busy_shared_exit_waits_its_turn(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    schools = [collector.add_school(f"School {n}") for n in range(2)]
+    with collector.sessions() as session:
+        for school in session.scalars(select(School).where(School.id.in_(schools))):
+            school.shared_exit = "district-hub-1"
+        session.commit()
+    tokens = [collector.enroll(school) for school in schools]
+    # The other school behind the same exit holds the slot.
+    headers = {"Authorization": f"Bearer {tokens[1]}"}
+    async with httpx.AsyncClient(base_url=collector.url, headers=headers) as other:
+        held = await slots.acquire(other, 600)
+        assert isinstance(held, slots.Slot)
+        settings = _settings(collector, tokens[0], tmp_path / "state")
+        async with _running(settings) as daemon:
+            before = daemon.clock.now()
+            await daemon.measurement_job()  # as if the planned time had come
+            assert daemon.rounds_run == 0
+            # Planned again after the other school's slot, which costs no budget.
+            assert _round_at(daemon) > daemon.clock.wall(before)
+            assert daemon.policy.budget_figures().used_bytes == 0
+        await slots.release(other, held)
+    assert _stored_tests(collector) == []
+
+
+async def test_a_poll_of_the_uplink_waits_for_a_running_test(
+    collector: RunningCollector, snmpsim: SnmpSim, tmp_path: Path
+) -> None:
+    token = collector.enroll(collector.add_school())
+    router: DeviceSettings = snmpsim.device("iosxe", name="router")
+    settings = _settings(
+        collector,
+        token,
+        tmp_path / "state",
+        devices=[router],
+        uplink={"device": "router", "ifindex": 2},
+    )
+    daemon = AgentDaemon(settings, clock=ScaledClock(START, HOUR_PER_SECOND))
+    try:
+        async with daemon.test_lock:  # a test is running
+            poll = asyncio.create_task(daemon.poll_devices())
+            await asyncio.sleep(1.0)
+            assert not poll.done()
+        await asyncio.wait_for(poll, 10)
+    finally:
+        daemon.policy.close()
+    with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
+        [queued] = outbox.pending(limit=10)
+    assert queued.kind == "snmp_poll" and queued.error is None
+
+
+@pytest.mark.parametrize("device", ["missing"])
+def test_the_uplink_must_be_a_polled_device(
+    collector: RunningCollector, tmp_path: Path, device: str
+) -> None:
+    with pytest.raises(ValueError, match=r"uplink\.device 'missing' is not one of devices"):
+        _settings(collector, "tok", tmp_path, uplink={"device": device, "ifindex": 1})
