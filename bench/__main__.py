@@ -9,12 +9,13 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import ingest, load, onnet, scale, snmp_poll
+from bench import agent_idle, ingest, load, onnet, scale, snmp_poll
 from bench._common import Figure, say
 
 BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
     ("snmp", snmp_poll.run),
     ("onnet", onnet.run),
+    ("idle", agent_idle.run),
     ("load", load.run),
     ("ingest", ingest.run),
     ("scale", scale.run),
