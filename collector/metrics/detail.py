@@ -1,10 +1,10 @@
 """The per-district detail scrape's test series: each school's newest results, in base units.
 
 The default scrape keeps a few series per school (readiness and its window's figures); these
-are the many more a school's own panels need (eleven per path, five per latency target, three
-per classroom, two per agent), so they ride with the interface detail on `/metrics?district=`,
-one district per scrape. Each family is read in one statement for the whole district
-(`collector.store.newest`), from the readiness window only.
+are the many more a school's own panels need (eleven per path, five per latency destination,
+three per classroom, two per agent), so they ride with the interface detail on
+`/metrics?district=`, one district per scrape, read by `collector.metrics.newest_cache` from the
+readiness window only.
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy.orm import Session
-
 from collector.metrics.exposition import Exposition, labels
-from collector.store.latest import Scope
-from collector.store.newest import (
-    NewestLatency,
-    NewestTest,
-    agent_budgets,
-    newest_latencies,
-    newest_tests,
-)
+from collector.metrics.newest_cache import ScopeNewest
+from collector.store.newest import NewestLatency, NewestTest
 
 Row = TypeVar("Row")
 
@@ -158,25 +150,12 @@ def _render(out: Exposition, gauges: tuple[_Gauge[Row], ...], rows: list[tuple[s
                 family.add(label_set, value)
 
 
-def render_test_detail(out: Exposition, session: Session, scope: Scope, since: datetime) -> None:
-    """Newest tests, latency, classrooms and agent budgets of the schools in `scope`."""
-    tests = newest_tests(session=session, scope=scope, since=since)
-    _render(
-        out,
-        _TESTS,
-        [(labels(school=t.school, path=t.path), t) for t in tests if t.path != "classroom"],
-    )
-    _render(
-        out,
-        _CLASSROOMS,
-        [(labels(school=t.school, room=t.room or ""), t) for t in tests if t.path == "classroom"],
-    )
-    latencies = newest_latencies(session=session, scope=scope, since=since)
-    _render(
-        out,
-        _LATENCIES,
-        [(labels(school=r.school, destination=r.target, method=r.method), r) for r in latencies],
-    )
+def render_test_detail(out: Exposition, newest: ScopeNewest, since: datetime) -> None:
+    """Newest tests, latency, classrooms and agent budgets of `newest`'s schools, in name order;
+    what is older than `since` (the window start) is left out."""
+    paths: list[tuple[str, NewestTest]] = []
+    rooms: list[tuple[str, NewestTest]] = []
+    latencies: list[tuple[str, NewestLatency]] = []
     budget = out.family(
         "readynet_agent_budget_bytes",
         "gauge",
@@ -187,8 +166,27 @@ def render_test_detail(out: Exposition, session: Session, scope: Scope, since: d
         "gauge",
         "What the agent had used of that day's budget, that test included.",
     )
-    for b in agent_budgets(session=session, scope=scope, since=since):
-        agent = labels(agent=b.agent, school=b.school)
-        budget.add(agent, b.budget_bytes)
-        if b.used_bytes is not None:
-            used.add(agent, b.used_bytes)
+    for school_id, name in sorted(newest.names.items(), key=lambda item: item[1]):
+        school = newest.schools.get(school_id)
+        if school is None:
+            continue
+        for t in school.tests:
+            if t.measured_at < since:
+                continue
+            if t.path == "classroom":
+                rooms.append((labels(school=name, room=t.room or ""), t))
+            else:
+                paths.append((labels(school=name, path=t.path), t))
+        for r in school.latencies:
+            if r.measured_at >= since:
+                latency = labels(school=name, destination=r.target, method=r.method)
+                latencies.append((latency, r))
+        for b in school.budgets:
+            if b.measured_at >= since:
+                agent = labels(agent=b.agent, school=name)
+                budget.add(agent, b.budget_bytes)
+                if b.used_bytes is not None:
+                    used.add(agent, b.used_bytes)
+    _render(out, _TESTS, paths)
+    _render(out, _CLASSROOMS, rooms)
+    _render(out, _LATENCIES, latencies)

@@ -18,6 +18,7 @@ from collector import __version__
 from collector.api.gate import GateLoad
 from collector.metrics.detail import render_test_detail
 from collector.metrics.exposition import Exposition, labels, sample
+from collector.metrics.newest_cache import NewestCache
 from collector.readiness.board import BoardEntry, Snapshot
 from collector.store.latest import (
     Scope,
@@ -45,11 +46,13 @@ class ScrapeRenderer:
 
     Board entries are immutable and replaced only when a school is recomputed, so a warm scrape
     re-renders only the schools that changed since the last one (at 10,000 schools the school
-    series were half of the rendering time). Used by one scrape at a time.
+    series were half of the rendering time); district scrapes keep their schools' newest tests
+    the same way (`NewestCache`). Used by one scrape at a time.
     """
 
     def __init__(self) -> None:
         self._schools: dict[int, _SchoolLines] = {}
+        self._newest = NewestCache()
 
     def render(
         self, *, session: Session, request: ScrapeRequest, board: Snapshot, gate: GateLoad
@@ -58,7 +61,8 @@ class ScrapeRenderer:
         if request.detail:
             _interfaces(out, session, request.scope, per_device=None)
             since = datetime.now(UTC) - timedelta(days=board.window_days)
-            render_test_detail(out, session, request.scope, since)
+            newest = self._newest.read(session=session, scope=request.scope, since=since)
+            render_test_detail(out, newest, since)
             return out.render()
         out.family("readynet_build_info", "gauge", "The collector's version.").add(
             labels(version=__version__), 1

@@ -1,14 +1,15 @@
 """The newest tests of each school, for the per-district detail scrape of /metrics.
 
-One statement each, whatever the number of schools: each school's tests since a start time (the
-readiness window) are numbered newest first within their group with `row_number()` and the
-first of each group is kept. Reading only the window bounds the scan by what a month holds,
-never the whole history, and a group with no test in the window drops out, as a stale value
-should.
+One statement each, whatever the number of schools: the tests of the schools asked for since a
+start time (the readiness window) are numbered newest first within their group with
+`row_number()` and the first of each group is kept. Reading only the window bounds the scan by
+what a month holds, never the whole history, and a group with no test in the window drops out,
+as a stale value should. Rows carry school ids: names are the caller's, read when rendered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from collector.store.models import Agent, LatencyResult, Measurement, School, Th
 class NewestTest:
     """A school's newest successful throughput test over one path (and room, for classrooms)."""
 
-    school: str
+    school_id: int
     path: str
     room: str | None
     measured_at: datetime
@@ -44,7 +45,7 @@ class NewestTest:
 class NewestLatency:
     """A school's newest latency test of one target and method; failed ones too (all lost)."""
 
-    school: str
+    school_id: int
     target: str
     method: str
     measured_at: datetime
@@ -65,7 +66,8 @@ class AgentBudget:
     """The data budget an agent's newest test reported, and what it had used of it."""
 
     agent: str
-    school: str
+    school_id: int
+    measured_at: datetime
     budget_bytes: int
     used_bytes: int | None
 
@@ -78,18 +80,27 @@ def _newest_first(*partition: Any) -> ColumnElement[int]:
     )
 
 
-def _first_of_each(inner: Select[*tuple[Any, ...]], *order: str) -> Select[Any]:
+def _first_of_each(
+    inner: Select[*tuple[Any, ...]], scope: Scope, schools: Collection[int] | None, *order: str
+) -> Select[Any]:
+    """The first row of each group, of `schools` (every school of `scope` when None)."""
+    if schools is None:
+        inner = scope.narrow(inner)
+    else:
+        inner = inner.where(Measurement.school_id.in_(schools))
     ranked = inner.subquery()
     columns = [c for c in ranked.c if c.name != "newest"]
     return select(*columns).where(ranked.c.newest == 1).order_by(*(ranked.c[o] for o in order))
 
 
-def newest_tests(*, session: Session, scope: Scope, since: datetime) -> list[NewestTest]:
+def newest_tests(
+    *, session: Session, scope: Scope, schools: Collection[int] | None, since: datetime
+) -> list[NewestTest]:
     """Each school's newest successful test per path, and per room for classroom tests."""
     t = ThroughputResult
     inner: Select[*tuple[Any, ...]] = (
         select(
-            School.name.label("school"),
+            Measurement.school_id,
             t.path,
             t.room,
             Measurement.measured_at,
@@ -115,16 +126,18 @@ def newest_tests(*, session: Session, scope: Scope, since: datetime) -> list[New
             t.download_bps.is_not(None),
         )
     )
-    query = _first_of_each(scope.narrow(inner), "school", "path", "room")
+    query = _first_of_each(inner, scope, schools, "school_id", "path", "room")
     return [NewestTest(*row) for row in session.execute(query)]
 
 
-def newest_latencies(*, session: Session, scope: Scope, since: datetime) -> list[NewestLatency]:
+def newest_latencies(
+    *, session: Session, scope: Scope, schools: Collection[int] | None, since: datetime
+) -> list[NewestLatency]:
     """Each school's newest latency test per target and method."""
     r = LatencyResult
     inner: Select[*tuple[Any, ...]] = (
         select(
-            School.name.label("school"),
+            Measurement.school_id,
             r.target,
             r.method,
             Measurement.measured_at,
@@ -140,17 +153,20 @@ def newest_latencies(*, session: Session, scope: Scope, since: datetime) -> list
         .join(r, r.measurement_id == Measurement.id)
         .where(Measurement.kind == "latency", Measurement.measured_at >= since)
     )
-    query = _first_of_each(scope.narrow(inner), "school", "target", "method")
+    query = _first_of_each(inner, scope, schools, "school_id", "target", "method")
     return [NewestLatency(*row) for row in session.execute(query)]
 
 
-def agent_budgets(*, session: Session, scope: Scope, since: datetime) -> list[AgentBudget]:
+def agent_budgets(
+    *, session: Session, scope: Scope, schools: Collection[int] | None, since: datetime
+) -> list[AgentBudget]:
     """Each agent's data budget as its newest test that reported one (failed or not) said."""
     t = ThroughputResult
     inner: Select[*tuple[Any, ...]] = (
         select(
             Agent.name.label("agent"),
-            School.name.label("school"),
+            Measurement.school_id,
+            Measurement.measured_at,
             t.budget_bytes,
             t.budget_used_bytes,
             _newest_first(Measurement.agent_id),
@@ -165,5 +181,27 @@ def agent_budgets(*, session: Session, scope: Scope, since: datetime) -> list[Ag
             t.budget_bytes.is_not(None),
         )
     )
-    query = _first_of_each(scope.narrow(inner), "agent")
+    query = _first_of_each(inner, scope, schools, "agent")
     return [AgentBudget(*row) for row in session.execute(query)]
+
+
+def scope_schools(*, session: Session, scope: Scope) -> dict[int, str]:
+    """Names of the schools in `scope`, by id."""
+    query = scope.narrow(select(School.id, School.name))
+    return {row.id: row.name for row in session.execute(query)}
+
+
+def schools_with_results_since(
+    *, session: Session, scope: Scope, received_since: datetime
+) -> set[int]:
+    """Schools of `scope` that received a throughput or latency result after `received_since`."""
+    query = scope.narrow(
+        select(Measurement.school_id)
+        .join(School, School.id == Measurement.school_id)
+        .where(
+            Measurement.kind.in_(("throughput", "latency")),
+            Measurement.received_at > received_since,
+        )
+        .distinct()
+    )
+    return set(session.scalars(query))

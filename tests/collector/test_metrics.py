@@ -20,8 +20,12 @@ from agent.wire import (
     SnmpPoll,
     ThroughputTest,
 )
+from collector.metrics.detail import render_test_detail
+from collector.metrics.exposition import Exposition
+from collector.metrics.newest_cache import SchoolNewest, ScopeNewest
 from collector.store.classroom import issue_classroom_code
 from collector.store.models import District, School
+from collector.store.newest import AgentBudget, NewestTest
 from tests.fixtures.collector import RunningCollector, run_collector
 from tests.fixtures.metrics import fresh_samples
 
@@ -384,3 +388,81 @@ def test_richer_tests_in_base_units(collector_any_db: RunningCollector) -> None:
     agent = _labels(agent="pi-lincoln", school="Lincoln")
     assert detail[("readynet_agent_budget_bytes", agent)] == 12e9
     assert detail[("readynet_agent_budget_used_bytes", agent)] == 2e9  # the failed test's
+
+
+def test_district_scrapes_follow_new_results_names_and_moves(
+    collector_any_db: RunningCollector,
+) -> None:
+    """The district scrape keeps each school's newest tests between scrapes: news, a rename
+    and a move to another district must all show at the next scrape."""
+    collector = collector_any_db
+    school_id = collector.add_school("Lincoln")
+    token = collector.enroll(school_id)
+    older = datetime.now(UTC) - timedelta(days=2)
+    _post(
+        collector,
+        token,
+        ThroughputTest(path="onnet", server="x", download_bps=1e8, measured_at=older),
+    )
+    onnet = (
+        "readynet_throughput_download_bits_per_second",
+        _labels(school="Lincoln", path="onnet"),
+    )
+    assert fresh_samples(collector.url, district="none")[onnet] == 1e8
+
+    _post(collector, token, ThroughputTest(path="onnet", server="x", download_bps=2e8))
+    _post(collector, token, LatencyTest(target="127.0.0.1:80", method="http", answered=4, lost=1))
+    after = fresh_samples(collector.url, district="none")
+    assert after[onnet] == 2e8
+    loss = (
+        "readynet_latency_loss_ratio",
+        _labels(school="Lincoln", destination="127.0.0.1:80", method="http"),
+    )
+    assert after[loss] == 0.2
+
+    with collector.sessions() as session:
+        session.get_one(School, school_id).name = "Lincoln Elementary"
+        session.commit()
+    renamed = fresh_samples(collector.url, district="none")
+    assert onnet not in renamed
+    assert renamed[(onnet[0], _labels(school="Lincoln Elementary", path="onnet"))] == 2e8
+
+    with collector.sessions() as session:
+        district = District(name="Springfield USD")
+        session.add(district)
+        session.flush()
+        session.get_one(School, school_id).district_id = district.id
+        session.commit()
+        district_id = district.id
+    assert not any(
+        name.startswith("readynet_throughput_")
+        for name, _ in fresh_samples(collector.url, district="none")
+    )
+    moved = fresh_samples(collector.url, district=str(district_id))
+    assert moved[(onnet[0], _labels(school="Lincoln Elementary", path="onnet"))] == 2e8
+
+
+def test_the_detail_leaves_out_what_left_the_window() -> None:
+    """A kept newest test older than the window start means none of its group is left in it."""
+    now = datetime.now(UTC)
+
+    def test_at(at: datetime, path: str) -> NewestTest:
+        return NewestTest(
+            1, path, None, at, 1e8, None, None, None, None, None, None, False, None, None
+        )
+
+    newest = ScopeNewest(
+        names={1: "Lincoln"},
+        schools={
+            1: SchoolNewest(
+                tests=(test_at(now - timedelta(days=31), "internet"), test_at(now, "onnet")),
+                budgets=(AgentBudget("pi", 1, now - timedelta(days=31), 10**10, 10**9),),
+            )
+        },
+    )
+    out = Exposition()
+    render_test_detail(out, newest, now - timedelta(days=30))
+    text = out.render().decode()
+    assert 'readynet_throughput_download_bits_per_second{school="Lincoln",path="onnet"}' in text
+    assert "internet" not in text
+    assert "readynet_agent_budget_bytes{" not in text

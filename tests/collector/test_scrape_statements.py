@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from agent.wire import Batch, InterfaceCounters, LatencyTest, SnmpPoll, ThroughputTest
 from collector.api.gate import GateLoad
-from collector.metrics.scrape import ScrapeRequest, render_scrape
+from collector.metrics.scrape import ScrapeRenderer, ScrapeRequest
 from collector.readiness.board import ReadinessBoard
 from collector.readiness.targets import load_profile
 from collector.store.db import make_engine, make_session_factory, recorded_statements
@@ -85,13 +85,25 @@ def _fleet(engine: Engine, schools: int) -> int:
         return district.id
 
 
-def _scrape_statements(database_url: str, schools: int) -> tuple[int, int, int]:
+def _report(engine: Engine, school_name: str) -> None:
+    """One school's agent reports a faster on-net test."""
+    with make_session_factory(engine)() as session:
+        school = session.query(School).filter_by(name=school_name).one()
+        test = ThroughputTest(path="onnet", server="x", download_bps=7.5e8)
+        batch = Batch(measurements=[test])
+        add_batch(session=session, agent_id=school.agents[0].id, school_id=school.id, batch=batch)
+
+
+def _scrape_statements(database_url: str, schools: int) -> list[int]:
+    """Statements of: a cold and a warm default scrape, then a cold district scrape, a warm
+    one after a school reported, and another."""
     upgrade_to_head(database_url)
     engine = make_engine(database_url)
     try:
         district_id = _fleet(engine, schools)
         sessions = make_session_factory(engine)
         board = ReadinessBoard(load_profile("setda-2012"), days=30)
+        renderer = ScrapeRenderer()
         default = ScrapeRequest(detail=False, scope=Scope(), interfaces=True, interface_budget=60)
         detail = ScrapeRequest(
             detail=True,
@@ -100,17 +112,24 @@ def _scrape_statements(database_url: str, schools: int) -> tuple[int, int, int]:
             interface_budget=60,
         )
         counts = []
-        for request in (default, default, detail):  # first and later refreshes, then detail
+        for n, request in enumerate((default, default, detail, detail, detail)):
+            if n == 3:
+                _report(engine, "School 1")
             with sessions() as session, recorded_statements(engine) as statements:
                 snapshot = board.refresh(session)
-                body = render_scrape(session=session, request=request, board=snapshot, gate=IDLE)
+                body = renderer.render(session=session, request=request, board=snapshot, gate=IDLE)
             assert body.count(b"School ") >= schools
             for family, per_school in (_DETAIL if request.detail else _DEFAULT).items():
                 assert body.count(family.encode() + b"{") == per_school * schools, family
             counts.append(len(statements))
+            if n == 3:  # the reporting school's newest test, re-read
+                newest = (
+                    b'readynet_throughput_download_bits_per_second{school="School 1",path="onnet"}'
+                )
+                assert newest + b" 750000000.0\n" in body
         with sessions() as session:
             assert session.query(School).count() == schools
-        return counts[0], counts[1], counts[2]
+        return counts
     finally:
         engine.dispose()
 
@@ -123,3 +142,7 @@ def test_statements_per_scrape_do_not_grow_with_schools(database_url: str, tmp_p
         with throwaway_postgres() as other:
             large = _scrape_statements(other, 30)
     assert large == small
+    cold_detail, reread_detail, again_detail = small[2:]
+    # A warm district scrape also asks which schools had news, and re-reads the newest tests of
+    # those only (the reporting school, again within the commit margin's look-back).
+    assert reread_detail == again_detail == cold_detail + 1
