@@ -1,7 +1,10 @@
 """A synthetic district fleet for `bench.scale`, built with the collector's own store functions.
 
-Every school gets 30 days of hourly throughput tests and two devices with 20 interfaces polled
-every 5 minutes, over a chosen poll history (the full 30 days, or the last 2 hours). Schools are
+Every school gets 30 days of hourly on-net tests (with p90 rates, idle and loaded round trips,
+RPM, the agent's link and data budget; one school in seven has an agent on a 100 Mbit/s port,
+whose fast tests are agent-limited), an internet test every 12 hours, an hourly latency test,
+a classroom test a day in each of three rooms, and two devices with 20 interfaces polled every
+5 minutes, over a chosen poll history (the full 30 days, or the last 2 hours). Schools are
 created and agents enrolled with `create_school` / `enroll_agent`, grouped into districts of 200,
 and their results stored with `add_batch`, in-process and in the largest batches the wire allows,
 exactly as the API would store them. Timestamps lie in the past (the wire refuses more than 10
@@ -26,8 +29,10 @@ from sqlalchemy.orm import Session
 
 from agent.wire import (
     MAX_BATCH_MEASUREMENTS,
+    AnyMeasurement,
     Batch,
     InterfaceCounters,
+    LatencyTest,
     SnmpPoll,
     ThroughputTest,
 )
@@ -40,6 +45,10 @@ from collector.store.queries import create_school, enroll_agent
 DISTRICT_SCHOOLS = 200
 WINDOW_DAYS = 30
 TESTS_PER_SCHOOL = 24 * WINDOW_DAYS
+INTERNET_EVERY_HOURS = 12
+ROOMS = ("Room 101", "Room 102", "Library")
+_SLOW_AGENT_SHARE = 1 / 7
+_BUDGET_BYTES = 12 * 10**9
 DEVICES = ("router", "switch")
 INTERFACES = 20
 POLL_INTERVAL = timedelta(minutes=5)
@@ -57,7 +66,7 @@ class FleetBuild:
     schools: int
     districts: int
     history: timedelta
-    tests: int
+    tests: int  # throughput and latency tests, classroom tests included
     polls: int
     inventory_s: float
     tests_s: float
@@ -128,7 +137,9 @@ def build_fleet(
                 timers["inventory"] += time.perf_counter() - clock
                 for part, batch in _batches(rng, now, poll_history, users):
                     clock = time.perf_counter()
-                    add_batch(session=session, agent_id=agent_id, school_id=school_id, batch=batch)
+                    # Classroom tests are taken in a browser: stored with no agent.
+                    by = None if batch.agent_version == CLASSROOM_VERSION else agent_id
+                    add_batch(session=session, agent_id=by, school_id=school_id, batch=batch)
                     timers[part] += time.perf_counter() - clock
                     last_batch_at = time.monotonic()
                     counts[part] += len(batch.measurements)
@@ -181,42 +192,141 @@ def _school(
     return school.id, agent.id, students + staff
 
 
+CLASSROOM_VERSION = "bench-scale-classroom"
+
+
 def _batches(
     rng: random.Random, now: datetime, poll_history: timedelta, users: int
 ) -> Iterator[tuple[str, Batch]]:
-    """One school's tests (one batch), then its polls oldest first, in wire-sized batches."""
+    """One school's tests, its classroom tests, then its polls oldest first, in wire-sized
+    batches."""
     # Around 1 Mbit/s per user: about half the schools meet the 2017-18 target.
     median_bps = users * 1e6 * rng.lognormvariate(0, 0.5)
-    tests: list[ThroughputTest | SnmpPoll] = [
-        _test(rng, now - timedelta(hours=k + rng.uniform(0.02, 0.98)), median_bps)
-        for k in reversed(range(TESTS_PER_SCHOOL))
+    link_mbps = 100 if rng.random() < _SLOW_AGENT_SHARE else 1000
+    tests = _tests(rng, now, median_bps, link_mbps)
+    while chunk := list(islice(tests, MAX_BATCH_MEASUREMENTS)):
+        yield "tests", Batch(agent_version="bench-scale", measurements=chunk)
+    classroom: list[AnyMeasurement] = [
+        _classroom(rng, now - timedelta(days=day, hours=rng.uniform(1, 7)), room, median_bps)
+        for day in range(WINDOW_DAYS)
+        for room in ROOMS
     ]
-    yield "tests", Batch(agent_version="bench-scale", measurements=tests)
+    yield "tests", Batch(agent_version=CLASSROOM_VERSION, measurements=classroom)
     polls = _polls(rng, now, poll_history)
     while chunk := list(islice(polls, MAX_BATCH_MEASUREMENTS)):
         yield "polls", Batch(agent_version="bench-scale", measurements=chunk)
 
 
-def _test(rng: random.Random, measured_at: datetime, median_bps: float) -> ThroughputTest:
+def _tests(
+    rng: random.Random, now: datetime, median_bps: float, link_mbps: int
+) -> Iterator[AnyMeasurement]:
+    """Hourly on-net and latency tests and an internet test every 12 hours, oldest first."""
+    for k in reversed(range(TESTS_PER_SCHOOL)):
+        at = now - timedelta(hours=k + rng.uniform(0.02, 0.98))
+        yield _onnet(rng, at, median_bps, link_mbps, used=(TESTS_PER_SCHOOL - k) % 24)
+        yield _latency(rng, at + timedelta(seconds=30))
+        if k % INTERNET_EVERY_HOURS == 0:
+            yield _internet(rng, at + timedelta(seconds=60), median_bps)
+
+
+def _onnet(
+    rng: random.Random, measured_at: datetime, median_bps: float, link_mbps: int, used: int
+) -> ThroughputTest:
     failed = rng.random() < _FAILED_TEST_SHARE
+    # The agent's port caps what it can measure: within 10 % of it, a test is agent-limited.
+    down = min(median_bps * rng.uniform(0.7, 1.3), link_mbps * 0.94e6)
+    idle_ms = rng.uniform(2, 30)
+    loaded_ms = idle_ms + rng.uniform(5, 400)
+    used_bytes = (used + 1) * 250_000_000
+    if failed:
+        return ThroughputTest(
+            path="onnet",
+            server="http://127.0.0.1:8080",
+            streams=8,
+            duration_s=15.0,
+            measured_at=measured_at,
+            error="timed out",
+            budget_bytes=_BUDGET_BYTES,
+            budget_used_bytes=used_bytes,
+        )
     return ThroughputTest(
         path="onnet",
         server="http://127.0.0.1:8080",
-        streams=4,
-        download_bps=None if failed else median_bps * rng.uniform(0.7, 1.3),
-        upload_bps=None if failed else median_bps * rng.uniform(0.3, 0.6),
-        latency_ms=None if failed else rng.uniform(2, 30),
-        download_bytes=0 if failed else 100_000_000,
-        upload_bytes=0 if failed else 25_000_000,
-        duration_s=15.0 if failed else rng.uniform(2, 12),
+        streams=8,
+        download_bps=down,
+        upload_bps=down * rng.uniform(0.3, 0.6),
+        latency_ms=idle_ms,
+        download_bytes=100_000_000,
+        upload_bytes=25_000_000,
+        duration_s=20.0,
+        download_p90_bps=down * rng.uniform(1.0, 1.1),
+        upload_p90_bps=down * rng.uniform(0.35, 0.65),
+        loaded_latency_ms=loaded_ms,
+        responsiveness_rpm=60_000 / loaded_ms,
+        agent_link_mbps=link_mbps,
+        agent_wifi=False,
+        agent_limited=down >= 0.9 * link_mbps * 1e6,
+        background_bps=rng.uniform(0, 0.2) * median_bps,
+        budget_bytes=_BUDGET_BYTES,
+        budget_used_bytes=used_bytes,
         measured_at=measured_at,
-        error="timed out" if failed else None,
     )
 
 
-def _polls(
-    rng: random.Random, now: datetime, poll_history: timedelta
-) -> Iterator[ThroughputTest | SnmpPoll]:
+def _internet(rng: random.Random, measured_at: datetime, median_bps: float) -> ThroughputTest:
+    down = median_bps * rng.uniform(0.6, 1.1)
+    return ThroughputTest(
+        path="internet",
+        server="http://speedtest.example.net:8080/speedtest/upload.php",
+        streams=4,
+        download_bps=down,
+        upload_bps=down * rng.uniform(0.3, 0.6),
+        latency_ms=rng.uniform(8, 40),
+        download_bytes=60_000_000,
+        upload_bytes=20_000_000,
+        duration_s=25.0,
+        server_id="4711",
+        sponsor="Example ISP",
+        distance_km=rng.uniform(5, 300),
+        measured_at=measured_at,
+    )
+
+
+def _latency(rng: random.Random, measured_at: datetime) -> LatencyTest:
+    lost = 0 if rng.random() < 0.9 else rng.randrange(1, 5)
+    p50 = rng.uniform(2, 30)
+    return LatencyTest(
+        target="127.0.0.1:8080",
+        method="tcp_connect",
+        answered=20 - lost,
+        lost=lost,
+        rtt_p50_ms=p50,
+        rtt_p90_ms=p50 * rng.uniform(1.1, 2),
+        jitter_ms=rng.uniform(0.1, 5),
+        measured_at=measured_at,
+    )
+
+
+def _classroom(
+    rng: random.Random, measured_at: datetime, room: str, median_bps: float
+) -> ThroughputTest:
+    # A student device on the room's Wi-Fi: well under the circuit's rate.
+    down = min(median_bps, 400e6) * rng.uniform(0.1, 0.6)
+    return ThroughputTest(
+        path="classroom",
+        server="http://127.0.0.1:8080",
+        streams=5,
+        download_bps=down,
+        upload_bps=down * rng.uniform(0.2, 0.5),
+        latency_ms=rng.uniform(5, 40),
+        loaded_latency_ms=rng.uniform(50, 500),
+        duration_s=20.0,
+        room=room,
+        measured_at=measured_at,
+    )
+
+
+def _polls(rng: random.Random, now: datetime, poll_history: timedelta) -> Iterator[AnyMeasurement]:
     count = int(poll_history / POLL_INTERVAL)
     interfaces = {device: _interfaces(rng) for device in DEVICES}
     boot_ticks = rng.randrange(1_000_000, 100_000_000)
