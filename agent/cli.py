@@ -15,7 +15,7 @@ import httpx
 from agent import __version__
 from agent.daemon import AgentDaemon
 from agent.errors import ReadyNetError, UploadError
-from agent.measure import measurement_round, snmp_round
+from agent.measure import measurement_round
 from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
 from agent.redact import redact
@@ -74,7 +74,10 @@ async def run_daemon(settings: AgentSettings) -> int:
 async def run_once(settings: AgentSettings) -> int:
     """Every test and poll now, whatever the schedule says (a technician's manual round)."""
     results = await measurement_round(settings)
-    results += await snmp_round(settings, settings.devices)
+    # Imported here: the daemon (`run`) keeps pysnmp out of its process (agent.snmp.poller).
+    from agent.snmp.round import snmp_round
+
+    results += await snmp_round(settings.devices, settings.secrets())
     policy = TestPolicy(settings.schedule, settings.state_dir)
     try:
         tests = [r for r in results if isinstance(r, ThroughputTest)]

@@ -34,14 +34,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.clock import Clock, SystemClock
 from agent.errors import ProbeError, ReadyNetError, UploadError
-from agent.measure import collector_client, measurement_round, snmp_round
+from agent.measure import collector_client, measurement_round
 from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
-from agent.redact import redact
+from agent.redact import redact, scrub
 from agent.schedule import slots
 from agent.schedule.policy import Defer, Go, TestPolicy
 from agent.settings import AgentSettings
-from agent.uplink import measure_background
+from agent.snmp import poller
 from agent.uploader import deliver
 from agent.wire import ThroughputTest
 
@@ -180,7 +180,7 @@ class AgentDaemon:
             return None
         device = next(d for d in self.settings.devices if d.name == uplink.device)
         try:
-            measured = await measure_background(device, uplink)
+            measured = await poller.background(device, uplink)
         except ProbeError as exc:
             logger.warning("uplink traffic unknown, testing anyway: %s", exc)
             return None
@@ -245,11 +245,12 @@ class AgentDaemon:
         s = self.settings
         uplink = s.uplink.device if s.uplink else None
         others = [d for d in s.devices if d.name != uplink]
-        results = await snmp_round(s, others)
+        # In a poller process of its own: pysnmp's memory is given back after each job.
+        results: list[ProbeResult] = [*await poller.poll(others)]
         if uplink is not None:
             async with self.test_lock:
-                results += await snmp_round(s, [d for d in s.devices if d.name == uplink])
-        self._queue(results)
+                results += await poller.poll([d for d in s.devices if d.name == uplink])
+        self._queue([scrub(result, s.secrets()) for result in results])
 
     async def deliver_outbox(self) -> None:
         s = self.settings

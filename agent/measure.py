@@ -1,8 +1,8 @@
-"""One measurement round and one SNMP round, as `readynet-agent once` and the daemon run them.
+"""One measurement round, as `readynet-agent once` and the daemon run it.
 
 A measurement round is: idle latency, the on-net (WAN) test, the internet test, one after the
-other (never two at once: they would share the line they measure). An SNMP round polls every
-configured device. Probes report failures as results; nothing here raises for a failed test.
+other (never two at once: they would share the line they measure). Probes report failures as
+results; nothing here raises for a failed test. (SNMP rounds: `agent.snmp.round`.)
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from agent.probes.base import Probe, ProbeResult
 from agent.probes.internet import InternetProbe
 from agent.probes.latency import LatencyProbe
 from agent.probes.onnet import OnNetProbe
-from agent.probes.snmp import SnmpProbe
 from agent.redact import scrub
-from agent.settings import AgentSettings, DeviceSettings
+from agent.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +64,6 @@ async def measurement_round(settings: AgentSettings) -> list[ProbeResult]:
         for probe in probes:
             results.extend(await probe.run())
     # Each probe masks its own credential; this masks every one, in every result, once more.
-    return [scrub(result, settings.secrets()) for result in results]
-
-
-async def snmp_round(settings: AgentSettings, devices: list[DeviceSettings]) -> list[ProbeResult]:
-    results: list[ProbeResult] = []
-    for device in devices:
-        results.extend(await SnmpProbe(device).run())
     return [scrub(result, settings.secrets()) for result in results]
 
 

@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from agent.errors import ProbeError
-from agent.settings import DeviceSettings
-from agent.uplink import Background, UplinkSettings, measure_background
+from agent.settings import DeviceSettings, UplinkSettings
+from agent.snmp.background import measure_background
+from agent.uplink import Background
 from tests.fixtures.snmpd import LOOPBACK_IFINDEX, snmpd  # noqa: F401 (fixture)
 
 SENT_BYTES = 60_000_000
