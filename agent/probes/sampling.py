@@ -1,14 +1,19 @@
 """Byte counts sampled while a transfer runs, and what they add up to after a warm-up.
 
 All streams of one direction add what they move to one `ByteMeter`; a `Sampler` reads it every
-`interval_s` (250 ms by default, as Ookla and LibreSpeed do). TCP's slow start and the first
-requests' setup make the first seconds of a test slower than the link, so the samples inside the
-warm-up are discarded: the mean is the bytes moved after it divided by the time after it, and
-the p90 is the 90th percentile of the per-interval rates after it.
+`interval_s` (250 ms by default, as Ookla and LibreSpeed do), up to `until_s` when given. TCP's
+slow start and the first requests' setup make the first seconds of a test slower than the link,
+so the samples inside the warm-up are discarded: the mean is the bytes moved after it divided by
+the time after it, and the p90 is the 90th percentile of the per-interval rates after it.
+
+An upload counts its bytes as it hands them to the socket, ahead of the wire by what the buffers
+hold. Sampled up to the end of the test's time (not until the last upload has drained and been
+answered), the count is ahead by about as much at both ends of the measured span, so the rate is
+right; a last sample taken after the drain would add the drain's time but none of its bytes.
 
 Example:
     >>> meter = ByteMeter()
-    >>> async with Sampler(meter, interval_s=0.25) as sampler:
+    >>> async with Sampler(meter, interval_s=0.25, until_s=10.0) as sampler:
     ...     ...  # streams call meter.add(n)
     >>> summarize(sampler.samples, warmup_s=2.0)
 """
@@ -51,16 +56,18 @@ class Rates:
 
 @dataclass
 class Sampler:
-    """Samples `meter` every `interval_s` from entering the block until leaving it."""
+    """Samples `meter` every `interval_s` from entering the block until leaving it, or until
+    `until_s` after entering it if that comes first (the block's end is then not sampled)."""
 
     meter: ByteMeter
     interval_s: float = 0.25
+    until_s: float | None = None
     samples: list[Sample] = field(default_factory=list)
+    started: float = 0.0  # time.monotonic() on entering the block
     _task: asyncio.Task[None] | None = None
-    _started: float = 0.0
 
     async def __aenter__(self) -> Sampler:
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         self.samples.append(Sample(0.0, self.meter.total))
         self._task = asyncio.create_task(self._run())
         return self
@@ -72,6 +79,8 @@ class Sampler:
         tb: TracebackType | None,
     ) -> None:
         assert self._task is not None
+        if self._task.done():
+            return  # sampled up to until_s
         self._task.cancel()
         try:
             await self._task
@@ -83,12 +92,17 @@ class Sampler:
         # Sampled on a grid from the start, so a slow wake-up does not shift later samples.
         n = 1
         while True:
-            await asyncio.sleep(max(0.0, self._started + n * self.interval_s - time.monotonic()))
+            at = n * self.interval_s
+            if self.until_s is not None:
+                at = min(at, self.until_s)
+            await asyncio.sleep(max(0.0, self.started + at - time.monotonic()))
             self._sample()
+            if at == self.until_s:
+                return
             n += 1
 
     def _sample(self) -> None:
-        self.samples.append(Sample(time.monotonic() - self._started, self.meter.total))
+        self.samples.append(Sample(time.monotonic() - self.started, self.meter.total))
 
 
 def summarize(samples: list[Sample], *, warmup_s: float) -> Rates | None:

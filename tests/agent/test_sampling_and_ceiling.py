@@ -42,6 +42,19 @@ async def test_sampler_samples_on_a_grid() -> None:
     assert sampler.samples[-1].total == 10_000
 
 
+async def test_sampler_stops_at_until_s() -> None:
+    # An upload phase: counted as handed to the socket, then draining past the test's time.
+    meter = ByteMeter()
+    async with Sampler(meter, interval_s=0.05, until_s=0.12) as sampler:
+        meter.add(1000)
+        await asyncio.sleep(0.25)
+        meter.add(5000)  # after the test's time: neither sampled nor timed
+    times = [s.at for s in sampler.samples]
+    assert len(times) == 4 and times[0] == 0.0  # 0, 0.05, 0.10 and until_s (off the grid)
+    assert 0.12 <= times[-1] < 0.25
+    assert [s.total for s in sampler.samples] == [0, 1000, 1000, 1000]
+
+
 def test_ceiling_of_a_wired_and_a_wifi_interface(tmp_path: Path) -> None:
     (tmp_path / "eth0").mkdir()
     (tmp_path / "eth0" / "speed").write_text("100\n")
