@@ -1,7 +1,9 @@
 """The agent daemon between jobs: resident memory and CPU of `readynet-agent run` over time.
 
 A real collector (SQLite) and snmpsim serving three recorded devices run on 127.0.0.1; the agent
-daemon runs as the systemd unit runs it (its own process, the console script), with the shipped
+daemon runs as on a Pi: its own process, in a virtual environment holding only the agent's
+dependencies (copied offline from this one: the development extras pull in packages such as rich
+and click that httpx then imports, 4.4 MB the field never has), with the shipped
 defaults except where it must point at loopback: SNMP polls every 5 minutes, delivery every
 60 s, and a school day on Sundays only so that no throughput test falls inside the run (this
 measures the idle daemon; the on-net benchmark measures it under test). RSS is read from /proc
@@ -17,18 +19,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from importlib.metadata import distribution
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from sqlalchemy import func, select
 
+from agent.outbox import Outbox
 from bench._collector import BenchError, enroll, peak_rss_bytes, start_collector
-from bench._common import LOOPBACK, REPO_DIR, VENV_BIN, Figure, say
+from bench._common import LOOPBACK, REPO_DIR, Figure, say
 from collector.localrun import log_tail, run_snmpsim, stop_process
+from collector.store.db import make_engine
+from collector.store.models import Measurement
 
 SECONDS = 600
 SAMPLE_EVERY_S = 5
@@ -47,6 +56,59 @@ def _rss_mb(pid: int) -> float:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _agent_only_python(workdir: Path) -> Path:
+    """A venv with readynet's own dependencies (no extras), copied from this environment."""
+    venv = workdir / "agent-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    for name in _dependency_closure("readynet") - {"readynet"}:
+        dist = distribution(name)
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            if file.parts[0] == ".." or not source.is_file():
+                continue  # console scripts and the like, outside site-packages
+            target = site / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (site / "readynet-repo.pth").write_text(f"{REPO_DIR}\n")
+    return venv / "bin" / "python"
+
+
+def _dependency_closure(root: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in distribution(name).requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def _successful_polls(database_url: str) -> int:
+    engine = make_engine(database_url, workers=1)
+    try:
+        with engine.connect() as connection:
+            query = select(func.count()).where(
+                Measurement.kind == "snmp_poll", Measurement.error.is_(None)
+            )
+            return int(connection.scalar(query) or 0)
+    finally:
+        engine.dispose()
+
+
+def _queued_polls(state_dir: Path) -> int:
+    """Successful polls still in the agent's outbox (delivery runs once a minute)."""
+    with Outbox(state_dir / "outbox.sqlite3") as outbox:
+        return sum(
+            1 for m in outbox.pending(limit=10_000) if m.kind == "snmp_poll" and m.error is None
+        )
 
 
 def _config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:
@@ -78,10 +140,11 @@ def measure(seconds: float, workdir: Path) -> list[Figure]:
         start_collector(database_url, workdir) as collector,
     ):
         config = _config(workdir, collector.url, token, snmp_port)
+        python = _agent_only_python(workdir)
         log_path = workdir / "agent.log"
         with log_path.open("wb") as log:
             agent = subprocess.Popen(
-                [str(VENV_BIN / "readynet-agent"), "run", "--config", str(config)],
+                [str(python), "-m", "agent", "run", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -106,6 +169,11 @@ def measure(seconds: float, workdir: Path) -> list[Figure]:
             collector_rss = _rss_mb(collector.pid)
         finally:
             stop_process(agent)
+    polls = _successful_polls(database_url) + _queued_polls(workdir / "agent-state")
+    if polls < len(DEVICES):
+        raise BenchError(
+            f"only {polls} successful SNMP polls arrived; agent log:\n{log_tail(log_path)}"
+        )
     say(
         f"  agent daemon over {elapsed:.0f} s idle: RSS {min(rss):.1f}-{max(rss):.1f} MB "
         f"(peak since start {peak:.1f} MB), CPU {agent_share:.2%} of a core; "
