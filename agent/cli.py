@@ -10,12 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from agent import __version__
 from agent.daemon import AgentDaemon
 from agent.errors import ReadyNetError, UploadError
-from agent.measure import measurement_round
+from agent.measure import collector_client, measurement_round
 from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
 from agent.redact import redact
@@ -95,10 +93,7 @@ async def run_once(settings: AgentSettings) -> int:
 
 
 async def flush_outbox(settings: AgentSettings) -> int:
-    headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
-    async with httpx.AsyncClient(
-        base_url=settings.collector_url, headers=headers, timeout=settings.upload_timeout_s
-    ) as client:
+    async with collector_client(settings) as client:
         with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:
             try:
                 delivery = await deliver(

@@ -18,6 +18,7 @@ from agent.probes.latency import LatencyProbe
 from agent.probes.onnet import OnNetProbe
 from agent.redact import scrub
 from agent.settings import AgentSettings
+from agent.tls import collector_tls
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def collector_client(settings: AgentSettings) -> httpx.AsyncClient:
         base_url=settings.collector_url,
         headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
         timeout=settings.upload_timeout_s,
+        verify=collector_tls(settings.collector_url),
     )
 
 
