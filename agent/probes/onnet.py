@@ -21,7 +21,6 @@ import functools
 import json
 import os
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
@@ -35,6 +34,7 @@ from agent.probes.rtt import LoadedRtt, idle_rtt_ms, responsiveness_rpm
 from agent.probes.sampling import ByteMeter, Rates, Sampler, summarize
 from agent.redact import describe, error_text
 from agent.settings import OnNetSettings
+from agent.tls import collector_tls
 from agent.wire import ThroughputTest
 
 DOWNLOAD_PATH = "/api/v1/speedtest/download"
@@ -89,7 +89,8 @@ class OnNetProbe:
         s = self._settings
         headers = {"Authorization": f"Bearer {self._token}"}
         timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-        tls = self._tls()
+        # One CA bundle for both clients (and the process), none for a plain-http collector.
+        tls = collector_tls(self._url)
         bulk_transport = httpx.AsyncHTTPTransport(
             verify=tls,
             limits=httpx.Limits(max_connections=max(s.streams_down, s.streams_up)),
@@ -190,13 +191,6 @@ class OnNetProbe:
             body = _upload_body(chunk, self._settings.request_bytes, deadline, meter, pieces)
             response = await client.post(UPLOAD_PATH, content=body)
             response.raise_for_status()
-
-    def _tls(self) -> ssl.SSLContext | bool:
-        # Loading the CA bundle costs 2.5 MB and ~50 ms of CPU per context: an https collector
-        # gets one context for both clients, a plain-http one (no TLS, no redirects) none.
-        if urlsplit(self._url).scheme == "https":
-            return httpx.create_ssl_context()
-        return False
 
     def _find_ceiling(self) -> Ceiling:
         configured = self._settings.ceiling_mbps

@@ -13,7 +13,7 @@ from agent.probes.ceiling import Ceiling
 from agent.probes.onnet import OnNetProbe
 from agent.settings import OnNetSettings
 from agent.wire import ThroughputTest
-from tests.fixtures.collector import RunningCollector, ServerThread
+from tests.fixtures.collector import RunningCollector, ServerThread, StartCollector
 from tests.fixtures.faults import Receive, Scope, Send
 
 # Short phases keep the suite fast; the shape of the test is the production one.
@@ -78,10 +78,12 @@ async def test_a_result_near_the_agents_own_link_is_flagged(collector: RunningCo
     assert (result.agent_link_mbps, result.agent_wifi, result.agent_limited) == (10, False, True)
 
 
-async def test_collector_limits_are_an_error_result(collector: RunningCollector) -> None:
+async def test_collector_limits_are_an_error_result(start_collector: StartCollector) -> None:
+    collector = start_collector(speedtest_max_streams=2)
     token = collector.enroll(collector.add_school())
-    # More streams than the collector allows one agent (16 by default): 429 for some.
-    result = await _run(collector.url, token, streams_down=20)
+    # Four times the streams the collector allows one agent, each request long enough to still
+    # be open when the others start (small ones could finish first on a loaded machine).
+    result = await _run(collector.url, token, streams_down=8, request_bytes=200_000_000)
     assert result.error == "collector answered HTTP 429"
     assert result.download_bps is None
 
