@@ -120,18 +120,6 @@ _SCHOOL_FAMILIES = (
         "90th percentile of the downloads of the school's tests inside the readiness window.",
     ),
     (
-        "readynet_school_idle_latency_median_seconds",
-        "Median idle round trip of the window's tests that also timed one under load.",
-    ),
-    (
-        "readynet_school_loaded_latency_median_seconds",
-        "Median round trip under load of the window's tests (bufferbloat shows here).",
-    ),
-    (
-        "readynet_school_responsiveness_median_rpm",
-        "Median round trips per minute under load (RPM) of the window's tests.",
-    ),
-    (
         "readynet_school_window_agent_limited_tests",
         "Tests of the window that came within reach of the agent's own link (floors).",
     ),
@@ -153,9 +141,6 @@ class _SchoolLines:
     readynet_school_window_tests: str
     readynet_school_download_median_bits_per_second: str
     readynet_school_download_p90_bits_per_second: str
-    readynet_school_idle_latency_median_seconds: str
-    readynet_school_loaded_latency_median_seconds: str
-    readynet_school_responsiveness_median_rpm: str
     readynet_school_window_agent_limited_tests: str
     readynet_school_required_bits_per_second: str
     readynet_school_readiness: str
@@ -188,21 +173,6 @@ class _SchoolLines:
             _optional("readynet_school_download_median_bits_per_second", school, measured, 1e6),
             _optional(
                 "readynet_school_download_p90_bits_per_second", school, r.p90_download_mbps, 1e6
-            ),
-            _optional(
-                "readynet_school_idle_latency_median_seconds",
-                school,
-                r.median_idle_latency_ms,
-                1e-3,
-            ),
-            _optional(
-                "readynet_school_loaded_latency_median_seconds",
-                school,
-                r.median_loaded_latency_ms,
-                1e-3,
-            ),
-            _optional(
-                "readynet_school_responsiveness_median_rpm", school, r.median_responsiveness_rpm, 1
             ),
             sample("readynet_school_window_agent_limited_tests", school, r.agent_limited_tests),
             "".join(required),

@@ -73,7 +73,7 @@ def school_readiness(
 ) -> Readiness:
     """One school's readiness over the last `days` days, read live, with its classrooms."""
     start = window_start(days)
-    windows = school_windows(session=session, start=start, school_ids=[school.id])
+    windows = school_windows(session=session, start=start, school_ids=[school.id], latency=True)
     rooms = room_windows(session=session, start=start, school_ids=[school.id])
     return judge(
         school=facts_of(school),

@@ -24,7 +24,7 @@ IDLE = GateLoad(running=0, waiting=0, workers=8)
 _DEFAULT = {
     "readynet_school_window_tests": 1,
     "readynet_school_window_agent_limited_tests": 1,
-    "readynet_school_loaded_latency_median_seconds": 1,
+    "readynet_school_download_p90_bits_per_second": 1,
 }
 _DETAIL = {
     "readynet_throughput_download_bits_per_second": 2,
