@@ -8,10 +8,11 @@ chunked body is counted as it arrives and cut off when it passes the limit.
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from collector.api.errors import BODY_TOO_LARGE
+from collector.api.errors import BODY_TOO_LARGE, UNSUPPORTED_ENCODING
 
 
 class _TooLarge(HTTPException):
@@ -55,3 +56,11 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse({"detail": BODY_TOO_LARGE}, status_code=413)
         await response(scope, receive, send)
+
+
+async def uncompressed_body(request: Request) -> bytes:
+    """The request's body, read whole; 415 if it comes with a content encoding (we parse the
+    bytes as sent and never decompress, so a gzip bomb has nothing to open)."""
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        raise HTTPException(415, UNSUPPORTED_ENCODING)
+    return await request.body()

@@ -15,7 +15,7 @@ import functools
 from importlib.resources import files
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
@@ -23,12 +23,12 @@ from agent.wire import Batch, Receipt, ThroughputTest
 from collector.api.classroom_access import SchoolInHeader
 from collector.api.errors import (
     INVALID_PAYLOAD,
-    UNSUPPORTED_ENCODING,
     error_responses,
     payload_error,
 )
 from collector.api.gate import ClientGone
 from collector.api.group_commit import GroupCommit, Post
+from collector.api.limits import uncompressed_body
 
 router = APIRouter(tags=["classroom"])
 
@@ -101,9 +101,7 @@ async def classroom_style() -> Response:
 )
 async def post_classroom_result(request: Request, school: SchoolInHeader) -> Any:
     """Store one classroom test for the code's school. Idempotent by the test's `id`."""
-    if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise HTTPException(415, UNSUPPORTED_ENCODING)
-    body = await request.body()
+    body = await uncompressed_body(request)
     try:
         test = ThroughputTest.model_validate_json(body)
     except ValidationError as exc:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from agent.wire import Receipt
 from collector.api.deps import AgentDep
-from collector.api.errors import UNSUPPORTED_ENCODING, error_responses, payload_error
+from collector.api.errors import error_responses, payload_error
 from collector.api.gate import ClientGone
 from collector.api.group_commit import GroupCommit, Post
+from collector.api.limits import uncompressed_body
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 
@@ -38,9 +39,7 @@ BATCH_BODY: dict[str, Any] = {
 )
 async def post_results(request: Request, agent: AgentDep) -> Any:
     """Store a batch. Idempotent: ids already stored are listed under `duplicates`."""
-    if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise HTTPException(415, UNSUPPORTED_ENCODING)
-    body = await request.body()
+    body = await uncompressed_body(request)
     post = Post(agent.id, agent.school_id, body, request.is_disconnected)
     group_commit: GroupCommit = request.app.state.group_commit
     try:
