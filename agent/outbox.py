@@ -16,6 +16,7 @@ from types import TracebackType
 
 from pydantic import TypeAdapter
 
+from agent.durable import open_durable
 from agent.errors import OutboxError
 from agent.wire import Measurement
 
@@ -40,15 +41,8 @@ class Outbox:
     """
 
     def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a result the agent reported as queued survives a power cut.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+        # A result the agent reported as queued survives a power cut.
+        self._db = open_durable(path, _SCHEMA, error=OutboxError, what="outbox")
 
     def __enter__(self) -> Outbox:
         return self

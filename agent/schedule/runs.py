@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
 
+from agent.durable import open_durable
 from agent.errors import ScheduleStateError
 
 _SCHEMA = """
@@ -69,14 +70,7 @@ class RunLog:
     """
 
     def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ScheduleStateError(f"cannot open schedule state {path}: {exc}") from exc
+        self._db = open_durable(path, _SCHEMA, error=ScheduleStateError, what="schedule state")
 
     def __enter__(self) -> RunLog:
         return self
