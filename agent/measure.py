@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from agent.probes.base import Probe, ProbeResult
+from agent.probes.bulk import Endpoint
 from agent.probes.internet import InternetProbe
 from agent.probes.latency import LatencyProbe
 from agent.probes.onnet import OnNetProbe
+from agent.probes.rtt import Pinger
 from agent.redact import scrub
 from agent.settings import AgentSettings
-from agent.tls import collector_tls
+from agent.tls import collector_ssl_context, collector_tls
 
 logger = logging.getLogger(__name__)
 
@@ -38,33 +40,44 @@ def collector_client(settings: AgentSettings) -> httpx.AsyncClient:
     )
 
 
+def collector_pinger(settings: AgentSettings) -> Pinger:
+    """Round trips to the collector's ping endpoint, with the agent's token."""
+    endpoint = Endpoint.from_url(
+        settings.collector_url,
+        token=settings.token.get_secret_value(),
+        tls=collector_ssl_context(settings.collector_url),
+    )
+    return Pinger(endpoint, timeout_s=settings.latency.timeout_s)
+
+
 async def measurement_round(settings: AgentSettings) -> list[ProbeResult]:
     """Latency, on-net and internet tests (those enabled), one after the other."""
     results: list[ProbeResult] = []
     token = settings.token.get_secret_value()
-    async with collector_client(settings) as client:
-        probes: list[Probe] = []
-        if settings.latency.enabled:
-            host, port = _latency_target(settings)
-            probes.append(
-                LatencyProbe(
-                    settings=settings.latency,
-                    host=host,
-                    port=port,
-                    http_client=client,
-                    secrets=(token,),
-                )
+    pinger = collector_pinger(settings)
+    probes: list[Probe] = []
+    if settings.latency.enabled:
+        host, port = _latency_target(settings)
+        probes.append(
+            LatencyProbe(
+                settings=settings.latency,
+                host=host,
+                port=port,
+                pinger=pinger,
+                secrets=(token,),
             )
-        if settings.onnet.enabled:
-            probes.append(
-                OnNetProbe(
-                    collector_url=settings.collector_url, token=token, settings=settings.onnet
-                )
-            )
-        if settings.internet.enabled:
-            probes.append(InternetProbe(settings=settings.internet))
+        )
+    if settings.onnet.enabled:
+        probes.append(
+            OnNetProbe(collector_url=settings.collector_url, token=token, settings=settings.onnet)
+        )
+    if settings.internet.enabled:
+        probes.append(InternetProbe(settings=settings.internet))
+    try:
         for probe in probes:
             results.extend(await probe.run())
+    finally:
+        pinger.close()
     # Each probe masks its own credential; this masks every one, in every result, once more.
     return [scrub(result, settings.secrets()) for result in results]
 

@@ -16,9 +16,14 @@ import httpx
 
 def collector_tls(url: str) -> ssl.SSLContext | bool:
     """What to pass as httpx's `verify=` for `url`: the shared context, or False for http://."""
+    return collector_ssl_context(url) or False
+
+
+def collector_ssl_context(url: str) -> ssl.SSLContext | None:
+    """The shared context for an https `url`, None for http://."""
     if urlsplit(url).scheme == "https":
         return _shared_context()
-    return False
+    return None
 
 
 @cache

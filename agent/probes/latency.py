@@ -16,11 +16,10 @@ from itertools import pairwise
 from statistics import fmean
 from typing import ClassVar, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.probes.base import ProbeResult
-from agent.probes.rtt import round_trip_ms
+from agent.probes.rtt import PING_ERRORS, Pinger
 from agent.probes.sampling import percentile
 from agent.redact import describe, error_text
 from agent.wire import LatencyTest
@@ -47,14 +46,14 @@ class LatencyProbe:
         settings: LatencySettings,
         host: str,
         port: int,
-        http_client: httpx.AsyncClient | None = None,
+        pinger: Pinger | None = None,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        """`http_client` (with the collector's base URL and token) for method "http"."""
+        """`pinger` (to the collector, with the agent's token) for method "http"."""
         self._settings = settings
         self._host = host
         self._port = port
-        self._http = http_client
+        self._pinger = pinger
         self._secrets = secrets
 
     @property
@@ -70,10 +69,11 @@ class LatencyProbe:
         for n in range(s.probes):
             started = time.monotonic()
             try:
-                answered.append(await asyncio.wait_for(self._round_trip(), s.timeout_s))
+                async with asyncio.timeout(s.timeout_s):
+                    answered.append(await self._round_trip())
             except TimeoutError:
                 lost += 1
-            except (OSError, httpx.HTTPError) as exc:
+            except PING_ERRORS as exc:
                 lost += 1
                 failures.append(describe(exc, self._secrets))
             if n + 1 < s.probes:
@@ -97,9 +97,9 @@ class LatencyProbe:
 
     async def _round_trip(self) -> float:
         if self._settings.method == "http":
-            if self._http is None:
-                raise ValueError("method http needs the collector's client")
-            return await round_trip_ms(self._http)
+            if self._pinger is None:
+                raise ValueError("method http needs a pinger to the collector")
+            return await self._pinger.round_trip_ms()
         started = time.perf_counter()
         _, writer = await asyncio.open_connection(self._host, self._port)
         elapsed = (time.perf_counter() - started) * 1000

@@ -17,44 +17,40 @@ A failure (collector down mid-test, an HTTP error, a stream cut short) is a resu
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
+import h11
 
 from agent.probes.base import ProbeResult
+from agent.probes.bulk import (
+    RECEIVE_BUFFER_BYTES,
+    Connection,
+    Endpoint,
+    HttpStatusError,
+    PhaseMeter,
+    ProtocolFault,
+    StreamCut,
+    UploadSource,
+)
 from agent.probes.ceiling import Ceiling, ceiling_towards
-from agent.probes.rtt import LoadedRtt, idle_rtt_ms, responsiveness_rpm
-from agent.probes.sampling import ByteMeter, Rates, Sampler, summarize
+from agent.probes.rtt import LoadedRtt, Pinger, idle_rtt_ms, responsiveness_rpm
+from agent.probes.sampling import Rates, Sampler, summarize
 from agent.redact import describe, error_text
 from agent.settings import OnNetSettings
-from agent.tls import collector_tls
+from agent.tls import collector_ssl_context
 from agent.wire import ThroughputTest
 
 DOWNLOAD_PATH = "/api/v1/speedtest/download"
 UPLOAD_PATH = "/api/v1/speedtest/upload"
-UPLOAD_CHUNK_BYTES = 256 * 1024
-# An upload's bytes are counted as they are handed to the socket, so the count runs ahead of
-# the wire by what the socket holds unsent: by default up to 4 MB per connection, taken in
-# jumps, which put 250 ms samples 10-30 % above the link. The kernel takes more only once less
-# than this is unsent (more wake-ups: about 0.06 CPU-s per second at 1 Gbit/s).
-NOTSENT_LOWAT_BYTES = 64 * 1024
-BULK_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)]
-# A piece is counted whole when handed over: about 16 pieces per stream and sample keep the
-# samples smooth on a slow link; pieces of up to UPLOAD_CHUNK_BYTES keep the per-piece cost
-# low on a fast one.
-PIECES_PER_SAMPLE = 16
-MIN_PIECE_BYTES = 16 * 1024
-# Beyond the test's own time: how long a request may take to answer at all.
+# Beyond the test's own time: how long a connection or an answer may take at all.
 REQUEST_TIMEOUT_S = 10.0
 
-Stream = Callable[[httpx.AsyncClient, ByteMeter, float], Coroutine[Any, Any, None]]
+Stream = Callable[[PhaseMeter, float], Coroutine[Any, Any, None]]
 T = TypeVar("T")
 
 
@@ -77,6 +73,9 @@ class OnNetProbe:
         self._token = token
         self._settings = settings
         self._ceiling = ceiling
+        self._endpoint: Endpoint | None = None
+        # Download bodies are read here by every stream and never looked at.
+        self._receive_buffer = memoryview(bytearray(RECEIVE_BUFFER_BYTES))
 
     async def run(self) -> list[ProbeResult]:
         ceiling = self._ceiling or self._find_ceiling()
@@ -87,34 +86,32 @@ class OnNetProbe:
 
     async def _measure(self, ceiling: Ceiling) -> ThroughputTest:
         s = self._settings
-        headers = {"Authorization": f"Bearer {self._token}"}
-        timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-        # One CA bundle for both clients (and the process), none for a plain-http collector.
-        tls = collector_tls(self._url)
-        bulk_transport = httpx.AsyncHTTPTransport(
-            verify=tls,
-            limits=httpx.Limits(max_connections=max(s.streams_down, s.streams_up)),
-            socket_options=BULK_SOCKET_OPTIONS,
+        # One CA bundle for the process, none for a plain-http collector.
+        self._endpoint = self._guard_sync(
+            lambda: Endpoint.from_url(
+                self._url, token=self._token, tls=collector_ssl_context(self._url)
+            )
         )
-        async with (
-            httpx.AsyncClient(
-                base_url=self._url, headers=headers, timeout=timeout, transport=bulk_transport
-            ) as bulk,
-            # Round trips on a connection of their own, never queued behind bulk data.
-            httpx.AsyncClient(
-                base_url=self._url, headers=headers, timeout=timeout, verify=tls
-            ) as pinger,
-        ):
+        # Round trips on a connection of their own, never queued behind bulk data.
+        pinger = Pinger(self._endpoint, timeout_s=REQUEST_TIMEOUT_S)
+        source = UploadSource()
+        try:
             started = time.monotonic()
             idle_ms = await self._guard(idle_rtt_ms(pinger, s.idle_pings))
             loaded = LoadedRtt(pinger, interval_s=s.loaded_ping_interval_s)
             down_bytes, down = await self._phase(
-                bulk, loaded, self._download_stream, s.streams_down
+                PhaseMeter("down"), loaded, self._download_stream, s.streams_down
             )
-            # One chunk of random bytes for all upload streams: they only read it.
-            upload = functools.partial(self._upload_stream, os.urandom(UPLOAD_CHUNK_BYTES))
-            up_bytes, up = await self._phase(bulk, loaded, upload, s.streams_up)
+            up_bytes, up = await self._phase(
+                PhaseMeter("up"),
+                loaded,
+                lambda meter, deadline: self._upload_stream(source, meter, deadline),
+                s.streams_up,
+            )
             duration = time.monotonic() - started
+        finally:
+            pinger.close()
+            source.close()
         loaded_ms = loaded.median_ms()
         return ThroughputTest(
             path="onnet",
@@ -137,18 +134,15 @@ class OnNetProbe:
         )
 
     async def _phase(
-        self, client: httpx.AsyncClient, loaded: LoadedRtt, stream: Stream, streams: int
+        self, meter: PhaseMeter, loaded: LoadedRtt, stream: Stream, streams: int
     ) -> tuple[int, Rates]:
         s = self._settings
-        meter = ByteMeter()
         pinging = asyncio.create_task(loaded.run())
         try:
             sampler = Sampler(meter, interval_s=s.sample_interval_s, until_s=s.duration_s)
             async with sampler:
                 deadline = sampler.started + s.duration_s
-                await self._guard(
-                    _all_or_none([stream(client, meter, deadline) for _ in range(streams)])
-                )
+                await self._guard(_all_or_none([stream(meter, deadline) for _ in range(streams)]))
         finally:
             pinging.cancel()
             await asyncio.gather(pinging, return_exceptions=True)
@@ -161,36 +155,56 @@ class OnNetProbe:
         """`work`, with the collector's and the network's failures as MeasurementFailed."""
         try:
             return await work
-        except httpx.HTTPStatusError as exc:
-            raise MeasurementFailed(f"collector answered HTTP {exc.response.status_code}") from None
-        except httpx.HTTPError as exc:
+        except (HttpStatusError, StreamCut, ProtocolFault) as exc:
+            raise MeasurementFailed(self._masked(str(exc))) from None
+        except TimeoutError:
+            raise MeasurementFailed(
+                f"no answer from the collector within {REQUEST_TIMEOUT_S:g} s"
+            ) from None
+        except (OSError, h11.LocalProtocolError) as exc:
             # h11 quotes a refused Authorization header whole, token included.
             raise MeasurementFailed(describe(exc, [self._token])) from None
 
-    async def _download_stream(
-        self, client: httpx.AsyncClient, meter: ByteMeter, deadline: float
-    ) -> None:
-        size = self._settings.request_bytes
-        while time.monotonic() < deadline:
-            received = 0
-            async with client.stream("GET", DOWNLOAD_PATH, params={"bytes": size}) as response:
-                response.raise_for_status()
-                async for chunk in response.aiter_raw():
-                    received += len(chunk)
-                    meter.add(len(chunk))
-                    if time.monotonic() >= deadline:
-                        return
-            if received < size:
-                raise MeasurementFailed(f"download cut short: {received} of {size} bytes")
+    def _guard_sync(self, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except ValueError as exc:
+            raise MeasurementFailed(self._masked(str(exc))) from None
+
+    def _masked(self, text: str) -> str:
+        return error_text(text, [self._token])
+
+    @asynccontextmanager
+    async def _connection(
+        self, meter: PhaseMeter, buffer: memoryview | None = None
+    ) -> AsyncIterator[Connection]:
+        assert self._endpoint is not None  # set by _measure
+        conn = await Connection.open(self._endpoint, timeout_s=REQUEST_TIMEOUT_S, buffer=buffer)
+        meter.watch(conn)
+        try:
+            yield conn
+        finally:
+            meter.forget(conn)  # what it moved stays counted
+            conn.close()
+
+    async def _download_stream(self, meter: PhaseMeter, deadline: float) -> None:
+        target = f"{DOWNLOAD_PATH}?bytes={self._settings.request_bytes}"
+        async with self._connection(meter, self._receive_buffer) as conn:
+            while time.monotonic() < deadline:
+                if not await conn.download(target, deadline=deadline):
+                    return
 
     async def _upload_stream(
-        self, chunk: bytes, client: httpx.AsyncClient, meter: ByteMeter, deadline: float
+        self, source: UploadSource, meter: PhaseMeter, deadline: float
     ) -> None:
-        pieces = _PieceSizer(self._settings.sample_interval_s)
-        while time.monotonic() < deadline:
-            body = _upload_body(chunk, self._settings.request_bytes, deadline, meter, pieces)
-            response = await client.post(UPLOAD_PATH, content=body)
-            response.raise_for_status()
+        size = self._settings.request_bytes
+        async with self._connection(meter) as conn:
+            while time.monotonic() < deadline:
+                done = await conn.upload(
+                    UPLOAD_PATH, size, source, deadline=deadline, timeout_s=REQUEST_TIMEOUT_S
+                )
+                if not done:
+                    return
 
     def _find_ceiling(self) -> Ceiling:
         configured = self._settings.ceiling_mbps
@@ -238,31 +252,3 @@ async def _all_or_none(streams: list[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _PieceSizer:
-    """The size of a stream's next upload piece, from the rate it has reached so far."""
-
-    def __init__(self, sample_interval_s: float) -> None:
-        self._interval_s = sample_interval_s
-        self._started = time.monotonic()
-        self.sent = 0
-
-    def next_size(self) -> int:
-        elapsed = time.monotonic() - self._started
-        rate = self.sent / elapsed if elapsed > 0 else 0.0
-        size = int(rate * self._interval_s / PIECES_PER_SAMPLE)
-        return min(UPLOAD_CHUNK_BYTES, max(MIN_PIECE_BYTES, size))
-
-
-async def _upload_body(
-    chunk: bytes, size: int, deadline: float, meter: ByteMeter, pieces: _PieceSizer
-) -> AsyncIterator[bytes]:
-    # Random bytes: a compressing middlebox must not make the link look faster than it is.
-    remaining = size
-    while remaining > 0 and time.monotonic() < deadline:
-        piece = chunk[: min(remaining, pieces.next_size())]  # the whole chunk is not copied
-        remaining -= len(piece)
-        pieces.sent += len(piece)
-        meter.add(len(piece))
-        yield piece

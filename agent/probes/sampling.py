@@ -1,15 +1,14 @@
 """Byte counts sampled while a transfer runs, and what they add up to after a warm-up.
 
-All streams of one direction add what they move to one `ByteMeter`; a `Sampler` reads it every
+A `Sampler` reads the bytes that all streams of one direction have moved (any `Meter`: the
+on-net test's `bulk.PhaseMeter` asks the kernel, a `ByteMeter` is added to by hand) every
 `interval_s` (250 ms by default, as Ookla and LibreSpeed do), up to `until_s` when given. TCP's
 slow start and the first requests' setup make the first seconds of a test slower than the link,
 so the samples inside the warm-up are discarded: the mean is the bytes moved after it divided by
 the time after it, and the p90 is the 90th percentile of the per-interval rates after it.
 
-An upload counts its bytes as it hands them to the socket, ahead of the wire by what the buffers
-hold. Sampled up to the end of the test's time (not until the last upload has drained and been
-answered), the count is ahead by about as much at both ends of the measured span, so the rate is
-right; a last sample taken after the drain would add the drain's time but none of its bytes.
+Sampled up to the end of the test's time (not until the last upload has drained and been
+answered): a last sample taken after the drain would add the drain's time but none of its bytes.
 
 Example:
     >>> meter = ByteMeter()
@@ -26,6 +25,14 @@ import time
 from dataclasses import dataclass, field
 from itertools import pairwise
 from types import TracebackType
+from typing import Protocol
+
+
+class Meter(Protocol):
+    """Bytes moved so far."""
+
+    @property
+    def total(self) -> int: ...
 
 
 class ByteMeter:
@@ -59,7 +66,7 @@ class Sampler:
     """Samples `meter` every `interval_s` from entering the block until leaving it, or until
     `until_s` after entering it if that comes first (the block's end is then not sampled)."""
 
-    meter: ByteMeter
+    meter: Meter
     interval_s: float = 0.25
     until_s: float | None = None
     samples: list[Sample] = field(default_factory=list)

@@ -99,7 +99,7 @@ async def test_collector_down_is_an_error_result(collector: RunningCollector) ->
     token = collector.enroll(collector.add_school())
     collector.server.stop()
     result = await _run(collector.url, token)
-    assert result.error is not None and result.error.startswith("ConnectError")
+    assert result.error is not None and result.error.startswith("ConnectionRefusedError")
 
 
 async def test_collector_going_down_mid_test_is_an_error_result(
@@ -156,7 +156,7 @@ async def test_server_errors_and_truncated_streams_are_error_results(
     if fault == "http-500":
         assert result.error == "collector answered HTTP 500"
     else:
-        assert result.error is not None and "RemoteProtocolError" in result.error
+        assert result.error == "download cut short: 1000 of 1000000 bytes"
 
 
 def test_warmup_must_leave_samples() -> None:

@@ -1,0 +1,485 @@
+"""HTTP/1.1 connections for the on-net test's bulk streams and round trips, below httpx.
+
+Through httpx a 64 KiB read costs about 120 µs of Python and a round trip about 1.4 ms of CPU:
+at 1 Gbit/s the agent spent 8 times iperf3's CPU to move the same bytes, and the Python time landed
+inside every timed round trip. Here each stream is one kept connection driven by an asyncio
+protocol:
+
+- a download body is read into one buffer shared by every stream and never looked at, and the
+  socket wakes the loop only once `SO_RCVLOWAT` bytes are queued, not for every segment;
+- an upload body is sent with sendfile(2) from a memfd of random bytes (random, so a
+  compressing middlebox cannot flatter the link), never copied through Python;
+- bytes moved are read from the kernel (`TCP_INFO`: bytes received, bytes the collector
+  acknowledged), so the wake-up sizes change what the test costs, not what it measures. Where
+  TCP_INFO is missing (not Linux), the bytes read or handed over are counted instead.
+
+h11 writes every request head and parses every answer; only a 200 download's body bypasses it.
+
+Example:
+    >>> endpoint = Endpoint.from_url("http://127.0.0.1:8080", token="...")
+    >>> async with await Connection.open(endpoint) as conn:
+    ...     status, body = await conn.request("GET", "/api/v1/speedtest/ping")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import socket
+import ssl
+import struct
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, Literal
+from urllib.parse import urlsplit
+
+import h11
+
+Direction = Literal["down", "up"]
+
+# One receive buffer for every download stream: bodies are counted, never looked at, and the
+# event loop reads one stream at a time.
+RECEIVE_BUFFER_BYTES = 1024 * 1024
+# A download stream wakes the loop once this much is queued (or the body's end is near).
+RECEIVE_LOWAT_BYTES = 1024 * 1024
+# Near a body's end the low-water mark goes back to one byte, so the last bytes never wait. The
+# slack covers a TLS record the decryptor already holds in part (16 KiB plus its overhead).
+END_SLACK_BYTES = 32 * 1024
+# The kernel takes more of an upload once less than this is unsent (fewer, larger wake-ups).
+NOTSENT_LOWAT_BYTES = 4 * 1024 * 1024
+# Random bytes an upload is sent from, again and again; one sendfile call sends at most this.
+UPLOAD_SOURCE_BYTES = 4 * 1024 * 1024
+# An answer kept in memory (a ping, an upload's receipt, an error) is cut at this size.
+MAX_ANSWER_BYTES = 64 * 1024
+# struct tcp_info (linux/tcp.h): tcpi_bytes_received follows tcpi_bytes_acked at offset 120.
+_TCP_INFO_BYTES = struct.Struct("=QQ")
+_TCP_INFO_OFFSET = 120
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", None)
+_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+
+class HttpStatusError(Exception):
+    """The collector answered with a status other than 2xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"collector answered HTTP {status}")
+        self.status = status
+
+
+class StreamCut(Exception):
+    """The connection ended before a download's promised length."""
+
+
+class ProtocolFault(Exception):
+    """The connection closed early or the answer was not HTTP/1.1 we can read."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the collector listens, and the headers every request carries."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_url(cls, url: str, *, token: str, tls: ssl.SSLContext | None = None) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        if parts.scheme == "https" and tls is None:
+            raise ValueError("an https collector needs a TLS context")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls if parts.scheme == "https" else None,
+            headers=(
+                ("Host", parts.netloc.rsplit("@", 1)[-1]),
+                ("Authorization", f"Bearer {token}"),
+                ("User-Agent", "readynet-agent"),
+            ),
+        )
+
+
+class UploadSource:
+    """`UPLOAD_SOURCE_BYTES` random bytes in an anonymous file that uploads are sent from."""
+
+    def __init__(self) -> None:
+        self.file: BinaryIO = _anonymous_file()
+        self.file.write(os.urandom(UPLOAD_SOURCE_BYTES))
+        self.file.flush()
+        # For a TLS collector: sendfile cannot encrypt, so pieces are written from memory.
+        self._memory: bytes | None = None
+
+    def memory(self) -> memoryview:
+        if self._memory is None:
+            self.file.seek(0)
+            self._memory = self.file.read()
+        return memoryview(self._memory)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _anonymous_file() -> BinaryIO:
+    if hasattr(os, "memfd_create"):
+        return io.FileIO(os.memfd_create("readynet-upload"), "w+b")
+    return tempfile.TemporaryFile()  # pragma: no cover - not Linux
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: bytes
+
+
+class _ClientProtocol(asyncio.BufferedProtocol):
+    """Reads answers for `Connection`: through h11, or counted in bulk for a 200 download."""
+
+    def __init__(self, buffer: memoryview) -> None:
+        self._buffer = buffer
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._waiter: asyncio.Future[_Answer] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._status = 0
+        self._body = bytearray()
+        self._bulk = False  # the request is a download: a 200 body is counted, not kept
+        self._bulk_left: int | None = None  # bytes of a 200 download body still to come
+        self._bulk_size = 0
+        self.transport: asyncio.Transport | None = None
+        self.received = 0  # body bytes read, for when TCP_INFO is missing
+        self.closed: BaseException | None = None
+
+    # -- what Connection asks for ---------------------------------------------------------
+
+    def expect(self, *, bulk: bool) -> asyncio.Future[_Answer]:
+        """A fresh h11 state for the next request; the future its answer completes."""
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._status = 0
+        self._body = bytearray()
+        self._bulk = bulk
+        self._bulk_left = None
+        self._waiter = asyncio.get_running_loop().create_future()
+        if self.closed is not None:
+            self._fail(ProtocolFault(f"connection closed: {self.closed}"))
+        return self._waiter
+
+    def head(self, event: h11.Request) -> bytes:
+        data = self._h11.send(event)
+        assert data is not None
+        return data
+
+    async def drained(self) -> None:
+        """Until the transport's write buffer is empty again."""
+        if self._drained is not None:
+            await asyncio.shield(self._drained)
+
+    # -- asyncio callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=0)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._bulk_left is not None:
+            self._count(nbytes)
+            return
+        try:
+            self._h11.receive_data(bytes(self._buffer[:nbytes]))
+            self._next_events()
+        except h11.RemoteProtocolError as exc:
+            self._fail(ProtocolFault(f"unreadable answer: {exc}"))
+            self._abort()
+
+    def eof_received(self) -> bool | None:
+        self._at_close(None)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._at_close(exc)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drained is None or self._drained.done():
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- reading answers ------------------------------------------------------------------
+
+    def _next_events(self) -> None:
+        while self._waiter is not None and not self._waiter.done():
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Response):
+                self._status = event.status_code
+                if self._bulk and event.status_code == 200:
+                    length = _content_length(event.headers)
+                    if length is None:
+                        raise h11.RemoteProtocolError("a download without Content-Length")
+                    self._bulk_size = length
+                    self._bulk_left = length
+                    # Body bytes that came with the head are in h11's buffer: count them too.
+                    self._drain_h11_body()
+                    return
+            elif isinstance(event, h11.Data):
+                room = MAX_ANSWER_BYTES - len(self._body)
+                self._body += event.data[: max(0, room)]
+            elif isinstance(event, h11.EndOfMessage):
+                self._waiter.set_result(_Answer(self._status, bytes(self._body)))
+            elif isinstance(event, h11.ConnectionClosed):
+                self._fail(ProtocolFault("connection closed before the answer"))
+
+    def _drain_h11_body(self) -> None:
+        while self._bulk_left is not None:
+            event = self._h11.next_event()
+            if isinstance(event, h11.Data):
+                self._count(len(event.data))
+            else:
+                return  # NEED_DATA: the rest bypasses h11
+
+    def _count(self, nbytes: int) -> None:
+        assert self._bulk_left is not None
+        self.received += nbytes
+        self._bulk_left -= nbytes
+        if self._bulk_left < 0:
+            self._fail(ProtocolFault("the collector sent more than it promised"))
+            self._abort()
+        elif self._bulk_left == 0:
+            self._bulk_left = None
+            self._low_water(1)
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(_Answer(self._status, b""))
+        elif self._bulk_left <= RECEIVE_LOWAT_BYTES + END_SLACK_BYTES:
+            self._low_water(1)
+        elif self._bulk_left + nbytes == self._bulk_size:
+            self._low_water(RECEIVE_LOWAT_BYTES)  # the first body bytes: go bulk
+
+    def _at_close(self, exc: BaseException | None) -> None:
+        self.closed = exc or ConnectionResetError("closed by the collector")
+        if self._waiter is None or self._waiter.done():
+            return
+        if self._bulk_left is not None:
+            done = self._bulk_size - self._bulk_left
+            self._fail(StreamCut(f"download cut short: {done} of {self._bulk_size} bytes"))
+            return
+        try:
+            self._h11.receive_data(b"")  # an answer delimited by the close ends here
+            self._next_events()
+        except h11.RemoteProtocolError as error:
+            self._fail(ProtocolFault(f"connection closed mid-answer: {error}"))
+        self._fail(ProtocolFault(f"connection closed: {self.closed}"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+            self._waiter.exception()  # retrieved: a stream that gave up must not log it
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _low_water(self, nbytes: int) -> None:
+        sock = None if self.transport is None else self.transport.get_extra_info("socket")
+        if sock is not None and _RCVLOWAT is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, nbytes)
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection to the collector."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        transport: asyncio.Transport,
+        protocol: _ClientProtocol,
+    ) -> None:
+        self._endpoint = endpoint
+        self._transport = transport
+        self._protocol = protocol
+        self._sock: socket.socket | None = transport.get_extra_info("socket")
+        self._sent = 0  # upload body bytes handed over, for when TCP_INFO is missing
+        # The last counts read stand once the socket is closed.
+        self._tcp_start = self._tcp_last = self._tcp_counts()
+
+    @classmethod
+    async def open(
+        cls, endpoint: Endpoint, *, timeout_s: float, buffer: memoryview | None = None
+    ) -> Connection:
+        """Connect within `timeout_s`; `buffer` is the receive buffer (shared by downloads)."""
+        loop = asyncio.get_running_loop()
+        receive = buffer if buffer is not None else memoryview(bytearray(MAX_ANSWER_BYTES))
+        async with asyncio.timeout(timeout_s):
+            transport, protocol = await loop.create_connection(
+                lambda: _ClientProtocol(receive),
+                endpoint.host,
+                endpoint.port,
+                ssl=endpoint.tls,
+                server_hostname=endpoint.host if endpoint.tls is not None else None,
+            )
+        assert isinstance(transport, asyncio.Transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if _NOTSENT_LOWAT is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
+        return cls(endpoint, transport, protocol)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.abort()
+
+    def moved(self, direction: Direction) -> int:
+        """Bytes this connection has moved in `direction`, heads included where TCP counts."""
+        self._tcp_last = self._tcp_counts() or self._tcp_last
+        if self._tcp_last is not None and self._tcp_start is not None:
+            (acked, received), (acked0, received0) = self._tcp_last, self._tcp_start
+            return received - received0 if direction == "down" else acked - acked0
+        return self._protocol.received if direction == "down" else self._sent
+
+    async def request(self, method: str, target: str, *, timeout_s: float) -> bytes:
+        """A request without a body; its answer's body (cut at `MAX_ANSWER_BYTES`)."""
+        answer = self._protocol.expect(bulk=False)
+        self._transport.write(self._head(method, target, ()))
+        async with asyncio.timeout(timeout_s):
+            return _checked(await answer)
+
+    @property
+    def closed(self) -> bool:
+        return self._protocol.closed is not None
+
+    async def download(self, target: str, *, deadline: float) -> bool:
+        """GET a body, counted and discarded; False when `deadline` came first."""
+        answer = self._protocol.expect(bulk=True)
+        self._transport.write(self._head("GET", target, ()))
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                done = await answer
+        except TimeoutError:
+            return False
+        _checked(done)
+        return True
+
+    async def upload(
+        self, target: str, size: int, source: UploadSource, *, deadline: float, timeout_s: float
+    ) -> bool:
+        """POST `size` bytes from `source`; False when `deadline` came first.
+
+        At the deadline the body is left unfinished: close the connection, it cannot be reused.
+        """
+        answer = self._protocol.expect(bulk=False)
+        self._transport.write(self._head("POST", target, (("Content-Length", str(size)),)))
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self._send_body(size, source)
+        except TimeoutError:
+            return False
+        except OSError:
+            # The collector may have answered (401, 429) and closed before taking the body.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    _checked(await answer)
+            raise
+        async with asyncio.timeout(timeout_s):
+            _checked(await answer)
+        return True
+
+    async def _send_body(self, size: int, source: UploadSource) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = size
+        while remaining > 0:
+            piece = min(remaining, UPLOAD_SOURCE_BYTES)
+            if self._endpoint.tls is None:
+                await loop.sendfile(self._transport, source.file, 0, piece, fallback=False)
+            else:
+                self._transport.write(source.memory()[:piece])
+                await self._protocol.drained()
+                if self._protocol.closed is not None:
+                    raise ConnectionResetError(f"connection closed: {self._protocol.closed}")
+            self._sent += piece
+            remaining -= piece
+
+    def _head(self, method: str, target: str, extra: tuple[tuple[str, str], ...]) -> bytes:
+        return self._protocol.head(
+            h11.Request(method=method, target=target, headers=[*self._endpoint.headers, *extra])
+        )
+
+    def _tcp_counts(self) -> tuple[int, int] | None:
+        """(bytes acked, bytes received) as the kernel counts them, or None without TCP_INFO."""
+        if self._sock is None or _TCP_INFO is None:
+            return None
+        try:
+            info = self._sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 256)
+        except OSError:
+            return None
+        if len(info) < _TCP_INFO_OFFSET + _TCP_INFO_BYTES.size:
+            return None  # a kernel older than 4.1
+        acked, received = _TCP_INFO_BYTES.unpack_from(info, _TCP_INFO_OFFSET)
+        return int(acked), int(received)
+
+
+def _loop_time(deadline: float) -> float:
+    """A `time.monotonic()` deadline on the event loop's clock (asyncio.timeout_at's)."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+
+
+def _checked(answer: _Answer) -> bytes:
+    if not 200 <= answer.status < 300:
+        raise HttpStatusError(answer.status)
+    return answer.body
+
+
+class PhaseMeter:
+    """Bytes moved in one direction by a phase's connections: what `Sampler` reads."""
+
+    def __init__(self, direction: Direction) -> None:
+        self._direction = direction
+        self._open: list[Connection] = []
+        self._closed = 0
+
+    def watch(self, conn: Connection) -> None:
+        self._open.append(conn)
+
+    def forget(self, conn: Connection) -> None:
+        """Keep what `conn` moved, then stop asking it (call before closing it)."""
+        self._closed += conn.moved(self._direction)
+        self._open.remove(conn)
+
+    @property
+    def total(self) -> int:
+        return self._closed + sum(conn.moved(self._direction) for conn in self._open)
