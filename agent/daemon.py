@@ -169,6 +169,12 @@ class AgentDaemon:
                 logger.info("test deferred: %s; next try %s", background, retry)
                 self._plan_round(retry)
                 return
+            stopped = self.policy.holds_back()
+            if stopped is not None:
+                self.policy.release(decision.ticket)
+                logger.info("test deferred at its start: %s", stopped.reason)
+                self._plan_round(self.policy.next_start(stopped.retry_at) or stopped.retry_at)
+                return
             results = await measurement_round(self.settings)
         self.rounds_run += 1
         self._queue(self._recorded(results, decision.ticket, background))

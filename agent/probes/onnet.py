@@ -137,7 +137,7 @@ class OnNetProbe:
         self, meter: PhaseMeter, loaded: LoadedRtt, stream: Stream, streams: int
     ) -> tuple[int, Rates]:
         s = self._settings
-        pinging = asyncio.create_task(loaded.run())
+        pinging = asyncio.create_task(loaded.run(warmup_s=s.warmup_s))
         try:
             sampler = Sampler(meter, interval_s=s.sample_interval_s, until_s=s.duration_s)
             async with sampler:

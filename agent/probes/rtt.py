@@ -65,14 +65,23 @@ class LoadedRtt:
     samples_ms: list[float] = field(default_factory=list)
     failures: int = 0
 
-    async def run(self) -> None:
-        """Until cancelled. A round trip that fails or times out counts as a failure, not data."""
+    async def run(self, *, warmup_s: float = 0.0) -> None:
+        """Until cancelled. A round trip that fails or times out counts as a failure, not data.
+
+        Round trips in the first `warmup_s` are not kept: the transfer is still in slow start
+        and has not yet filled the queues whose delay this measures.
+        """
+        keep_from = time.monotonic() + warmup_s
         while True:
             started = time.monotonic()
             try:
-                self.samples_ms.append(await self.pinger.round_trip_ms())
+                rtt_ms = await self.pinger.round_trip_ms()
             except PING_ERRORS:
-                self.failures += 1
+                if started >= keep_from:
+                    self.failures += 1
+            else:
+                if started >= keep_from:
+                    self.samples_ms.append(rtt_ms)
             await asyncio.sleep(max(0.0, started + self.interval_s - time.monotonic()))
 
     def median_ms(self) -> float | None:

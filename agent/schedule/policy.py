@@ -112,9 +112,9 @@ class TestPolicy:
         """Whether a round may start now; Go puts it on the ledger at `estimate_bytes`."""
         now = self._now(now)
         estimate = self._estimate(estimate_bytes)
-        blocked = self.blackouts.may_start(now)
-        if isinstance(blocked, Blocked):
-            return Defer(blocked.reason, blocked.until)
+        stopped = self.holds_back(now)
+        if stopped is not None:
+            return stopped
         day = self.calendar.local_date(now)
         tomorrow = self.calendar.next_midnight(now)
         cap = self.settings.goal.max_tests_per_day
@@ -129,6 +129,23 @@ class TestPolicy:
     def may_start(self, now: datetime | None = None) -> Clear | Blocked:
         """Blackouts and quiet hours only: whether they let a test start now, and until when not."""
         return self.blackouts.may_start(self._now(now))
+
+    def holds_back(self, now: datetime | None = None) -> Defer | None:
+        """Just before a round that `decide` let through starts: what stops it now, if anything.
+
+        The round may have waited (another test, an uplink check) long enough for a blackout
+        or quiet hours to begin, or for the school day to end.
+        """
+        now = self._now(now)
+        blocked = self.blackouts.may_start(now)
+        if isinstance(blocked, Blocked):
+            return Defer(blocked.reason, blocked.until)
+        if self.calendar.band_of(now) is None:
+            # A retry (slot or uplink busy) can land after the school day: the goal's bands
+            # are inside it, and so are the hours the district agreed to.
+            later = self.next_start(now) or self.calendar.next_midnight(now)
+            return Defer("outside the school day", later)
+        return None
 
     def release(self, ticket: int) -> None:
         """Take back a Go whose round never ran (slot busy, shutting down): it costs nothing."""

@@ -146,6 +146,32 @@ async def test_a_blackout_added_after_planning_stops_the_round(
     assert _stored_tests(collector) == []
 
 
+async def test_a_blackout_that_begins_while_the_round_waits_stops_it_at_its_start(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    token = collector.enroll(collector.add_school())
+    settings = _settings(collector, token, tmp_path / "state")
+    async with _running(settings) as daemon:
+        async with daemon.test_lock:  # another test (a manual `once`) holds the line
+            job = asyncio.create_task(daemon.measurement_job())
+            await asyncio.sleep(0.5)  # past decide() and the slot, waiting for the lock
+            assert not job.done()
+            now = daemon.clock.now()
+            window = BlackoutWindow(
+                start=now.replace(tzinfo=None), end=(now + timedelta(days=2)).replace(tzinfo=None)
+            )
+            daemon.policy.reconfigure(
+                ScheduleSettings.model_validate(
+                    {**settings.schedule.model_dump(), "blackout_windows": [window.model_dump()]}
+                )
+            )
+        await asyncio.wait_for(job, 10)
+        assert daemon.rounds_run == 0
+        assert daemon.policy.budget_figures().used_bytes == 0  # the round was given back
+        assert _round_at(daemon) >= daemon.clock.wall(now + timedelta(days=2))
+    assert _stored_tests(collector) == []
+
+
 async def test_a_school_behind_a_busy_shared_exit_waits_its_turn(
     collector: RunningCollector, tmp_path: Path
 ) -> None:

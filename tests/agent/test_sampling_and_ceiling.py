@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.probes.ceiling import Ceiling, ceiling_towards, interface_ceiling
+from agent.probes.rtt import LoadedRtt
 from agent.probes.sampling import ByteMeter, Sample, Sampler, percentile, summarize
 
 
@@ -75,3 +76,26 @@ def test_within_ten_percent_of_the_link_is_limited() -> None:
     assert port.limits(94e6, None)
     assert not port.limits(89e6, 20e6)
     assert not Ceiling("wlan0", None, True).limits(1e9)
+
+
+class _RisingPinger:
+    """Round trips that grow as a queue fills: 1 ms, 2 ms, 3 ms, ..."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def round_trip_ms(self) -> float:
+        self.sent += 1
+        return float(self.sent)
+
+
+async def test_loaded_round_trips_in_the_warmup_are_not_kept() -> None:
+    pinger = _RisingPinger()
+    loaded = LoadedRtt(pinger, interval_s=0.02)  # type: ignore[arg-type]
+    task = asyncio.create_task(loaded.run(warmup_s=0.2))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # About ten round trips were taken in the warm-up and dropped: the kept ones are later.
+    assert pinger.sent > len(loaded.samples_ms) >= 5
+    assert min(loaded.samples_ms) >= 5

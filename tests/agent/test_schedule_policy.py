@@ -225,6 +225,23 @@ def test_quiet_hours_defer_until_they_end(policy: TestPolicy) -> None:
     assert decision.retry_at == datetime(2026, 3, 3, 12, 30, tzinfo=policy.calendar.zone)
 
 
+@pytest.mark.parametrize(
+    "when",
+    [datetime(2026, 3, 3, 16, 10), datetime(2026, 3, 3, 7, 0), datetime(2026, 3, 7, 10, 0)],
+    ids=["after school", "before school", "saturday"],
+)
+def test_a_retry_that_lands_outside_the_school_day_waits_for_it(
+    policy: TestPolicy, when: datetime
+) -> None:
+    # A slot or uplink retry is planned minutes ahead and can land after the school day.
+    at = when.replace(tzinfo=policy.calendar.zone)
+    decision = policy.decide(at)
+    assert isinstance(decision, Defer) and decision.reason == "outside the school day"
+    assert policy.calendar.band_of(decision.retry_at) is not None
+    assert decision.retry_at > at
+    assert policy.holds_back(decision.retry_at) is None
+
+
 def test_touching_blocks_are_waited_out_together(tmp_path: Path, clock: SimClock) -> None:
     # Exams until lunch starts: the wait runs on to the end of lunch.
     exams = {"start": "2026-03-03T10:00", "end": "2026-03-03T11:30", "label": "exams"}
