@@ -32,9 +32,11 @@ from agent.probes.bulk import (
     Connection,
     Endpoint,
     HttpStatusError,
+    Moving,
     PhaseMeter,
     ProtocolFault,
     StreamCut,
+    UploadConnection,
     UploadSource,
 )
 from agent.probes.ceiling import Ceiling, ceiling_towards
@@ -52,6 +54,7 @@ REQUEST_TIMEOUT_S = 10.0
 
 Stream = Callable[[PhaseMeter, float], Coroutine[Any, Any, None]]
 T = TypeVar("T")
+C = TypeVar("C", bound=Moving)
 
 
 class MeasurementFailed(Exception):
@@ -94,7 +97,7 @@ class OnNetProbe:
         )
         # Round trips on a connection of their own, never queued behind bulk data.
         pinger = Pinger(self._endpoint, timeout_s=REQUEST_TIMEOUT_S)
-        source = UploadSource()
+        source = UploadSource(in_memory=self._endpoint.tls is not None)
         try:
             started = time.monotonic()
             idle_ms = await self._guard(idle_rtt_ms(pinger, s.idle_pings))
@@ -175,11 +178,7 @@ class OnNetProbe:
         return error_text(text, [self._token])
 
     @asynccontextmanager
-    async def _connection(
-        self, meter: PhaseMeter, buffer: memoryview | None = None
-    ) -> AsyncIterator[Connection]:
-        assert self._endpoint is not None  # set by _measure
-        conn = await Connection.open(self._endpoint, timeout_s=REQUEST_TIMEOUT_S, buffer=buffer)
+    async def _watched(self, meter: PhaseMeter, conn: C) -> AsyncIterator[C]:
         meter.watch(conn)
         try:
             yield conn
@@ -189,7 +188,11 @@ class OnNetProbe:
 
     async def _download_stream(self, meter: PhaseMeter, deadline: float) -> None:
         target = f"{DOWNLOAD_PATH}?bytes={self._settings.request_bytes}"
-        async with self._connection(meter, self._receive_buffer) as conn:
+        assert self._endpoint is not None  # set by _measure
+        opened = await Connection.open(
+            self._endpoint, timeout_s=REQUEST_TIMEOUT_S, buffer=self._receive_buffer
+        )
+        async with self._watched(meter, opened) as conn:
             while time.monotonic() < deadline:
                 if not await conn.download(target, deadline=deadline):
                     return
@@ -198,7 +201,9 @@ class OnNetProbe:
         self, source: UploadSource, meter: PhaseMeter, deadline: float
     ) -> None:
         size = self._settings.request_bytes
-        async with self._connection(meter) as conn:
+        assert self._endpoint is not None  # set by _measure
+        opened = await UploadConnection.open(self._endpoint, timeout_s=REQUEST_TIMEOUT_S)
+        async with self._watched(meter, opened) as conn:
             while time.monotonic() < deadline:
                 done = await conn.upload(
                     UPLOAD_PATH, size, source, deadline=deadline, timeout_s=REQUEST_TIMEOUT_S
