@@ -17,6 +17,7 @@ from collector.api.gate import StoreGate
 from collector.api.group_commit import GroupCommit
 from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
+from collector.api.post_rate import PostRate
 from collector.api.routes import (
     classroom,
     health,
@@ -80,6 +81,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     # classroom transfers share that school's limits.
     app.state.classroom_codes = CodeCache(app.state.gate, ttl_s=settings.classroom_code_cache_s)
     app.state.classroom_limiter = SpeedtestLimiter(classroom_limits(settings))
+    app.state.classroom_result_rate = PostRate(per_hour=settings.classroom_results_per_hour)
     hide_codes_in_access_log()
     app.state.board = ReadinessBoard(app.state.target_profile, days=settings.readiness_window_days)
     app.state.board_keeper = BoardKeeper(

@@ -76,6 +76,9 @@ class CollectorSettings(BaseSettings):
     # A 10 s browser test at 500 Mbit/s moves 625 MB each way: several rooms per window fit.
     classroom_download_budget_bytes: int = Field(default=5_000_000_000, ge=1)
     classroom_upload_budget_bytes: int = Field(default=5_000_000_000, ge=1)
+    # Classroom results one school may store per hour (a burst of this many, refilled evenly):
+    # a code handed to teachers can leak, and must not let anyone fill the database.
+    classroom_results_per_hour: int = Field(default=240, ge=1)
     # How long a code's lookup is remembered: a revoked code stops working within this time.
     classroom_code_cache_s: float = Field(default=10, ge=0, le=3600)
     # Where teachers reach the collector (e.g. https://readynet.district.example), for the page

@@ -100,6 +100,7 @@ SPEEDTEST_BUDGET = "speed-test byte budget of this agent used up for now"
 UNKNOWN_CLASSROOM_CODE = "unknown or revoked classroom code"
 CLASSROOM_STREAMS = "too many classroom speed-test transfers open for this school"
 CLASSROOM_BUDGET = "classroom speed-test byte budget of this school used up for now"
+CLASSROOM_RESULTS = "too many classroom results from this school for now"
 
 # Test slots on a shared exit (collector/api/slots.py).
 SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from collector import cli
 from collector.api import errors
+from collector.api.post_rate import PostRate
 from collector.api.routes.librespeed import describe_address
 from collector.classroom_codes import ALPHABET, new_code, normalise, redact
 from collector.store.classroom import issue_classroom_code, revoke_classroom_code
@@ -578,3 +579,31 @@ def test_the_page_and_its_files_are_served_self_contained(collector: RunningColl
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
     assert 'src="classroom/classroom.js"' in page.text
     assert 'href="classroom/classroom.css"' in page.text
+
+
+def test_a_schools_results_are_limited_per_hour(start_collector: StartCollector) -> None:
+    collector = start_collector(classroom_results_per_hour=3)
+    school, other = collector.add_school(), collector.add_school("Baker Middle")
+    code, other_code = _issue(collector, school), _issue(collector, other)
+    for _ in range(3):  # a class testing together: the hour's allowance at once
+        assert _post(collector, code, _test_body()).status_code == 200
+    refused = _post(collector, code, _test_body())
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": errors.CLASSROOM_RESULTS}
+    # One token back every 20 minutes.
+    assert 1190 <= int(refused.headers["Retry-After"]) <= 1200
+    # Another school's classrooms are not held back.
+    assert _post(collector, other_code, _test_body()).status_code == 200
+    with collector.sessions() as session:
+        assert len(session.scalars(select(Measurement)).all()) == 4
+
+
+def test_the_post_rate_refills_evenly() -> None:
+    rate = PostRate(per_hour=2)
+    assert rate.take(7, now=0.0) == 0.0
+    assert rate.take(7, now=0.0) == 0.0
+    assert rate.take(7, now=0.0) == pytest.approx(1800)
+    assert rate.take(7, now=1799.0) == pytest.approx(1.0)
+    assert rate.take(7, now=1800.0) == 0.0
+    assert rate.take(8, now=1800.0) == 0.0  # each holder has its own bucket
+    assert PostRate.retry_after_s(0.2) == 1

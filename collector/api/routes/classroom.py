@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from agent.wire import Batch, Receipt, ThroughputTest
 from collector.api.classroom_access import SchoolInHeader
 from collector.api.errors import (
+    CLASSROOM_RESULTS,
     INVALID_PAYLOAD,
     error_responses,
     payload_error,
@@ -29,6 +30,8 @@ from collector.api.errors import (
 from collector.api.gate import ClientGone
 from collector.api.group_commit import GroupCommit, Post
 from collector.api.limits import uncompressed_body
+from collector.api.post_rate import PostRate
+from collector.api.transfers import too_many
 
 router = APIRouter(tags=["classroom"])
 
@@ -97,10 +100,18 @@ async def classroom_style() -> Response:
     "/api/v1/classroom/results",
     response_model=Receipt,
     openapi_extra=TEST_BODY,
-    responses=error_responses(400, 404, 408, 413, 415, 422, 503),
+    responses=error_responses(400, 404, 408, 413, 415, 422, 429, 503),
 )
 async def post_classroom_result(request: Request, school: SchoolInHeader) -> Any:
-    """Store one classroom test for the code's school. Idempotent by the test's `id`."""
+    """Store one classroom test for the code's school. Idempotent by the test's `id`.
+
+    A school stores at most `classroom_results_per_hour` (a burst of that many, then refilled
+    evenly); beyond it, 429 with `Retry-After`, before the body is read.
+    """
+    rate: PostRate = request.app.state.classroom_result_rate
+    wait_s = rate.take(school.id)
+    if wait_s > 0:
+        raise too_many(CLASSROOM_RESULTS, PostRate.retry_after_s(wait_s))
     body = await uncompressed_body(request)
     try:
         test = ThroughputTest.model_validate_json(body)
