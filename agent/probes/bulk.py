@@ -33,7 +33,7 @@ import ssl
 import struct
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -52,6 +52,8 @@ RECEIVE_LOWAT_BYTES = 1024 * 1024
 # Near a body's end the low-water mark goes back to one byte, so the last bytes never wait. The
 # slack covers a TLS record the decryptor already holds in part (16 KiB plus its overhead).
 END_SLACK_BYTES = 32 * 1024
+# With no wake-up for this long, a download wakes for every byte again.
+LOWAT_QUIET_S = 0.2
 # The kernel takes more of an upload once less than this is unsent (fewer, larger wake-ups).
 NOTSENT_LOWAT_BYTES = 4 * 1024 * 1024
 # Random bytes an upload is sent from, again and again; one sendfile call sends at most this.
@@ -161,6 +163,9 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.received = 0  # body bytes read, for when TCP_INFO is missing
         self.closed: BaseException | None = None
+        self.on_lost: Callable[[], object] | None = None  # the socket is still open then
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._lowat = 1  # the socket's SO_RCVLOWAT (the kernel's default)
 
     # -- what Connection asks for ---------------------------------------------------------
 
@@ -175,6 +180,11 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         if self.closed is not None:
             self._fail(ProtocolFault(f"connection closed: {self.closed}"))
         return self._waiter
+
+    @property
+    def status(self) -> int:
+        """The status of the answer being read (0 before its head)."""
+        return self._status
 
     def head(self, event: h11.Request) -> bytes:
         data = self._h11.send(event)
@@ -194,6 +204,10 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         if self._bulk_left is not None:
             self._count(nbytes)
             return
+        if self._waiter is None or self._waiter.done():
+            # Nothing is asked: bytes now are a server out of step (or a late answer).
+            self._broken(ProtocolFault(f"{nbytes} bytes nobody asked for"))
+            return
         try:
             self._h11.receive_data(bytes(self._buffer[:nbytes]))
             self._next_events()
@@ -206,6 +220,10 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.on_lost is not None:
+            self.on_lost()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self._at_close(exc)
 
     # -- reading answers ------------------------------------------------------------------
@@ -219,8 +237,10 @@ class _ClientProtocol(asyncio.BufferedProtocol):
                 self._status = event.status_code
                 if self._bulk and event.status_code == 200:
                     length = _content_length(event.headers)
-                    if length is None:
-                        raise h11.RemoteProtocolError("a download without Content-Length")
+                    if length is None or _header(event.headers, b"transfer-encoding"):
+                        raise h11.RemoteProtocolError("a download without Content-Length framing")
+                    if length == 0:
+                        continue  # no body: h11's EndOfMessage completes the answer
                     self._bulk_size = length
                     self._bulk_left = length
                     # Body bytes that came with the head are in h11's buffer: count them too.
@@ -231,6 +251,8 @@ class _ClientProtocol(asyncio.BufferedProtocol):
                 self._body += event.data[: max(0, room)]
             elif isinstance(event, h11.EndOfMessage):
                 self._waiter.set_result(_Answer(self._status, bytes(self._body)))
+                if self._h11.trailing_data[0]:
+                    self._broken(ProtocolFault("bytes after the answer"))
             elif isinstance(event, h11.ConnectionClosed):
                 self._fail(ProtocolFault("connection closed before the answer"))
 
@@ -238,7 +260,9 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         while self._bulk_left is not None:
             event = self._h11.next_event()
             if isinstance(event, h11.Data):
-                self._count(len(event.data))
+                # h11 stops at the promised length: bytes past it came in the same read.
+                ends = len(event.data) == self._bulk_left
+                self._count(len(event.data) + (len(self._h11.trailing_data[0]) if ends else 0))
             else:
                 return  # NEED_DATA: the rest bypasses h11
 
@@ -246,6 +270,9 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         assert self._bulk_left is not None
         self.received += nbytes
         self._bulk_left -= nbytes
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._bulk_left < 0:
             self._fail(ProtocolFault("the collector sent more than it promised"))
             self._abort()
@@ -254,13 +281,22 @@ class _ClientProtocol(asyncio.BufferedProtocol):
             self._low_water(1)
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(_Answer(self._status, b""))
-        elif self._bulk_left <= RECEIVE_LOWAT_BYTES + END_SLACK_BYTES:
-            self._low_water(1)
-        elif self._bulk_left + nbytes == self._bulk_size:
-            self._low_water(RECEIVE_LOWAT_BYTES)  # the first body bytes: go bulk
+        else:
+            near_end = self._bulk_left <= RECEIVE_LOWAT_BYTES + END_SLACK_BYTES
+            self._low_water(1 if near_end else RECEIVE_LOWAT_BYTES)
+            # Below the low-water mark a stall, or a TLS alert before the close, never wakes
+            # the loop: after a quiet spell wake for every byte, until the next read.
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(LOWAT_QUIET_S, self._low_water, 1)
+
+    def _broken(self, reason: BaseException) -> None:
+        if self.closed is None:
+            self.closed = reason
+        self._abort()
 
     def _at_close(self, exc: BaseException | None) -> None:
-        self.closed = exc or ConnectionResetError("closed by the collector")
+        if self.closed is None:
+            self.closed = exc or ConnectionResetError("closed by the collector")
         if self._waiter is None or self._waiter.done():
             return
         if self._bulk_left is not None:
@@ -284,6 +320,9 @@ class _ClientProtocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def _low_water(self, nbytes: int) -> None:
+        if nbytes == self._lowat:
+            return
+        self._lowat = nbytes
         sock = None if self.transport is None else self.transport.get_extra_info("socket")
         if sock is not None and _RCVLOWAT is not None:
             with contextlib.suppress(OSError):
@@ -319,6 +358,10 @@ class _KernelCount:
         return int(acked), int(received)
 
 
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bool:
+    return any(key == name for key, _ in headers)
+
+
 def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
@@ -339,6 +382,7 @@ class Connection:
         self._transport = transport
         self._protocol = protocol
         self._kernel = _KernelCount(transport.get_extra_info("socket"))
+        protocol.on_lost = lambda: self._kernel.moved("down")  # last counts before the close
 
     @classmethod
     async def open(
@@ -404,6 +448,8 @@ class Connection:
             async with asyncio.timeout_at(_loop_time(deadline)):
                 done = await answer
         except TimeoutError:
+            if self._protocol.status and not 200 <= self._protocol.status < 300:
+                raise HttpStatusError(self._protocol.status) from None  # the head said why
             return False
         _checked(done)
         return True
@@ -447,7 +493,13 @@ class UploadConnection:
 
     @classmethod
     async def open(cls, endpoint: Endpoint, *, timeout_s: float) -> UploadConnection:
-        sock = await asyncio.to_thread(_blocking_socket, endpoint, timeout_s)
+        opening = asyncio.ensure_future(asyncio.to_thread(_blocking_socket, endpoint, timeout_s))
+        try:
+            sock = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: a socket it still opens is closed, not dropped.
+            opening.add_done_callback(_close_opened)
+            raise
         return cls(endpoint, sock)
 
     async def __aenter__(self) -> UploadConnection:
@@ -491,7 +543,12 @@ class UploadConnection:
             self._stop()
             raise
         if not done:
+            # Stop sending only: an answer already queued (429, 413) can still be read.
+            self._stop(how=socket.SHUT_WR)
+            done, _ = await asyncio.wait({work}, timeout=0.1)
             self._stop()
+            if done and work.exception() is None:
+                _checked(work.result())
             return False
         _checked(work.result())
         return True
@@ -504,10 +561,10 @@ class UploadConnection:
         self._worker.submit(self._sock.close)  # after a request still running in the worker
         self._worker.shutdown(wait=False)
 
-    def _stop(self) -> None:
+    def _stop(self, how: int = socket.SHUT_RDWR) -> None:
         self._stopped = True
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked sendfile or recv
+            self._sock.shutdown(how)  # wakes a blocked sendfile or recv
 
     # -- in the worker thread -------------------------------------------------------------
 
@@ -525,11 +582,14 @@ class UploadConnection:
         try:
             self._send_body(size, source)
         except OSError:
-            if self._stopped:
-                raise
-            # The collector may have answered (401, 429) and closed before taking the body.
+            # The collector may have answered (401, 429) and closed before taking the body;
+            # at the deadline, only an answer already there counts.
+            wait_s = 0.05 if self._stopped else 1.0
             with contextlib.suppress(OSError, ProtocolFault):
-                _checked(_read_answer(self._sock, conn, timeout_s=1.0))
+                answer = _read_answer(self._sock, conn, timeout_s=wait_s)
+                if self._stopped:
+                    return answer  # upload() raises it if it is an error, else returns False
+                _checked(answer)
             raise
         return _read_answer(self._sock, conn, timeout_s=timeout_s)
 
@@ -589,6 +649,11 @@ def _read_answer(sock: socket.socket, conn: h11.Connection, *, timeout_s: float)
     finally:
         with contextlib.suppress(OSError):
             sock.settimeout(None)
+
+
+def _close_opened(opening: asyncio.Future[socket.socket]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _retrieved(work: asyncio.Future[_Answer]) -> None:

@@ -827,3 +827,185 @@ async def test_loaded_round_trips_stop_when_cancelled_mid_ping() -> None:
         await gone.wait()
         assert (loaded.samples_ms, loaded.failures) == ([], 0)
         pinger.close()
+
+
+# Found by the adversarial pass and fixed in bulk.py since.
+
+
+async def test_a_zero_byte_download_completes() -> None:
+    """A 200 download with Content-Length: 0 is complete at its head, not left to the deadline."""
+
+    async def empty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await head_of(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    async with asyncio.timeout(LIMIT_S), hostile(empty) as server:
+        async with await Connection.open(server.endpoint, timeout_s=2) as conn:
+            started = time.monotonic()
+            assert await conn.download(DOWNLOAD, deadline=started + 1) is True
+            assert time.monotonic() - started < 0.5
+
+
+async def test_more_body_than_promised_with_the_head_is_a_fault() -> None:
+    """A download's head, its whole body and 500 bytes more in one segment: ProtocolFault, as
+    when the surplus comes on its own (today the surplus is dropped unseen)."""
+
+    async def generous(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await head_of(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1500)
+        await until_closed(reader)
+
+    async with asyncio.timeout(LIMIT_S), hostile(generous) as server:
+        async with await Connection.open(server.endpoint, timeout_s=1) as conn:
+            with pytest.raises(ProtocolFault, match="more than it promised"):
+                await conn.download(DOWNLOAD, deadline=time.monotonic() + 3)
+
+
+async def test_bytes_nobody_asked_for_are_not_buffered_without_bound() -> None:
+    """After answering a ping the server floods the idle connection: the client must not take
+    it all into memory (today h11's buffer grows by hundreds of MB a second)."""
+    flooded = 0
+
+    async def flooding(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal flooded
+        await head_of(reader)
+        writer.write(OK)
+        chunk = b"x" * (1 << 20)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                while True:
+                    writer.write(chunk)
+                    await writer.drain()
+                    flooded += len(chunk)
+
+    async with asyncio.timeout(LIMIT_S), hostile(flooding) as server:
+        async with await Connection.open(server.endpoint, timeout_s=1) as conn:
+            assert await conn.request("GET", PING_PATH, timeout_s=2) == b"ok"
+            await asyncio.sleep(0.6)
+    # A client that stopped reading (or dropped the connection) takes a few MB of kernel
+    # buffers at most.
+    assert flooded < 32 * 1024 * 1024, f"{flooded / 2**20:.0f} MiB taken in while idle"
+
+
+async def test_a_download_with_both_length_and_chunked_is_refused() -> None:
+    """Content-Length and Transfer-Encoding: chunked together (the smuggling shape; the body is
+    chunked): ProtocolFault, not the chunk framing counted as body bytes."""
+
+    async def smuggling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await head_of(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"3e8\r\n" + b"x" * 995)  # 1000 bytes on the wire, 995 of body
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"x" * 5 + b"\r\n0\r\n\r\n")
+        await until_closed(reader)
+
+    async with asyncio.timeout(LIMIT_S), hostile(smuggling) as server:
+        async with await Connection.open(server.endpoint, timeout_s=1) as conn:
+            with pytest.raises(ProtocolFault):
+                await conn.download(DOWNLOAD, deadline=time.monotonic() + 3)
+
+
+async def test_an_error_head_on_a_download_is_not_lost_at_the_deadline() -> None:
+    """A 503 head whose body then stalls: the download raises HttpStatusError(503) (at the
+    deadline at the latest), not False as if the link were merely slow."""
+
+    async def failing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await head_of(reader)
+        writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        await until_closed(reader)
+
+    async with asyncio.timeout(LIMIT_S), hostile(failing) as server:
+        async with await Connection.open(server.endpoint, timeout_s=1) as conn:
+            with pytest.raises(HttpStatusError) as refused:
+                await conn.download(DOWNLOAD, deadline=time.monotonic() + 0.5)
+            assert refused.value.status == 503
+
+
+async def test_an_early_refusal_of_an_upload_is_not_lost_at_the_deadline() -> None:
+    """The server answers 429 to the upload's head and stops reading without closing: at the
+    deadline the upload raises HttpStatusError(429), not False as if the link were slow."""
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await head_of(reader)
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+        await asyncio.sleep(3600)
+
+    async with asyncio.timeout(LIMIT_S), hostile(refusing) as server:
+        async with uploading(server.endpoint) as (sender, source):
+            with pytest.raises(HttpStatusError) as refused:
+                await sender.upload(
+                    UPLOAD, 200_000_000, source, deadline=time.monotonic() + 0.5, timeout_s=2
+                )
+            assert refused.value.status == 429
+
+
+async def test_a_download_reset_mid_body_keeps_the_kernels_count() -> None:
+    """A download reset (RST) after 2 MB that the client read: the meter keeps the kernel's
+    count (today 0: TCP_INFO is read only when polled, and the socket is gone by then)."""
+    cut, moved = await cut_download(reset=True)
+    assert str(cut) == "download cut short: 2000000 of 4000000 bytes"
+    assert moved == len(CUT_HEAD) + 2_000_000
+
+
+async def test_an_upload_connection_given_up_mid_handshake_is_closed(ca: trustme.CA) -> None:
+    """The stream is cancelled while its upload connection's TLS handshake is still under way
+    (the collector answers the ClientHello late): the socket must not outlive the cancel.
+    (`UploadConnection.open` runs the handshake in `asyncio.to_thread`, which a cancel cannot
+    stop; a handshake that then succeeds hands its socket to nobody: a ResourceWarning, and the
+    socket open until the garbage collector finds it.)"""
+    server_tls, client = _tls_pair(ca, "127.0.0.1")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(3.0)  # the thread below ends even if the client never comes
+    port = listener.getsockname()[1]
+    endpoint = Endpoint.from_url(f"https://127.0.0.1:{port}", token="t", tls=client)
+
+    def slow_tls_server() -> float | None:
+        """Accept, wait, shake hands: seconds until the client's end closed, None if it did not."""
+        conn, _ = listener.accept()
+        try:
+            time.sleep(0.3)  # the client gives up meanwhile
+            with server_tls.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(2.0)
+                started = time.monotonic()
+                with contextlib.suppress(ConnectionError):
+                    while tls.recv(1024):
+                        pass
+                return time.monotonic() - started
+        except TimeoutError:
+            return None
+        except OSError:
+            return 0.0  # the handshake failed: the client had closed already
+        finally:
+            conn.close()
+
+    try:
+        async with asyncio.timeout(LIMIT_S):
+            serving = asyncio.create_task(asyncio.to_thread(slow_tls_server))
+            opening = asyncio.create_task(UploadConnection.open(endpoint, timeout_s=2))
+            await asyncio.sleep(0.1)
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            closed_after = await serving
+    finally:
+        listener.close()
+    assert closed_after is not None, "the client's socket stayed open after the cancel"
+
+
+async def test_a_tls_download_closed_mid_body_is_cut_not_left_to_the_deadline(
+    ca: trustme.CA,
+) -> None:
+    """Over TLS the server ends a download after 2 of 4 MB with close_notify and waits for the
+    client's (as asyncio, and many TLS stacks, do before their FIN): StreamCut at once. Today the
+    alert is too small to reach the raised SO_RCVLOWAT, the client never wakes, and the download
+    returns False at the deadline as if the link were merely slow."""
+    started = time.monotonic()
+    cut, _ = await cut_download(reset=False, tls=_tls_pair(ca, "127.0.0.1"))
+    assert str(cut) == "download cut short: 2000000 of 4000000 bytes"
+    assert time.monotonic() - started < 1.0
