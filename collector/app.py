@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,9 @@ from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import is_at_head
 
 SPEEDTEST_PAYLOAD_BYTES = 1 << 20
+# How long shutdown waits for a readiness refresh in flight (about a second at 10,000 schools).
+REFRESH_SHUTDOWN_WAIT_S = 10.0
+logger = logging.getLogger(__name__)
 
 
 class SchemaNotMigrated(RuntimeError):
@@ -61,6 +65,14 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             background.start_soon(app.state.board_keeper.run)
             yield
             background.cancel_scope.cancel()
+        # The cancel abandons a refresh in flight; its connection must be back before the pool
+        # is disposed, or it returns to the discarded pool and is left open.
+        if not await app.state.board_keeper.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
+            logger.warning(
+                "a readiness refresh still holds a database connection after %g s; "
+                "disposing of the engine anyway",
+                REFRESH_SHUTDOWN_WAIT_S,
+            )
         engine.dispose()
 
     app = FastAPI(title="ReadyNet collector", version=__version__, lifespan=lifespan)

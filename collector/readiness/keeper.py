@@ -6,12 +6,20 @@ cannot afford inside Prometheus's budget. So a task of the collector refreshes t
 `interval_s`, on a database connection of its own, and a scrape renders the newest snapshot;
 `readynet_readiness_computed_timestamp_seconds` says how old it is. Only the very first scrape
 after start waits, for the first computation.
+
+Stopping is two steps: cancel `run()`, which returns at once even mid-refresh (a refresh is
+abandoned in its worker thread, so a slow or unreachable database cannot hold up shutdown), then
+`close()`, which waits for an abandoned refresh to give its connection back and keeps any later
+one from starting. Only then may the engine be disposed: a connection checked out across
+`Engine.dispose()` comes back into the discarded pool and stays open there until garbage
+collection.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import anyio
 import anyio.to_thread
@@ -32,6 +40,9 @@ class BoardKeeper:
         self._sessions = sessions
         self._interval_s = interval_s
         self._computed = anyio.Event()
+        # Held by a refresh for as long as it has a session; `close()` takes it to stop them.
+        self._refreshing = threading.Lock()
+        self._closed = False
 
     async def run(self) -> None:
         failures = 0
@@ -52,6 +63,24 @@ class BoardKeeper:
         await self._computed.wait()
         return self._board.snapshot
 
+    async def close(self, *, timeout_s: float) -> bool:
+        """After `run()` is cancelled: wait for a refresh it abandoned, and start no more.
+
+        False if that refresh still holds its connection after `timeout_s`.
+        """
+
+        def close() -> bool:
+            if not self._refreshing.acquire(timeout=timeout_s):
+                return False
+            self._closed = True
+            self._refreshing.release()
+            return True
+
+        return await anyio.to_thread.run_sync(close)
+
     def _refresh(self) -> None:
-        with self._sessions() as session:
-            self._board.refresh(session)
+        with self._refreshing:
+            if self._closed:
+                return
+            with self._sessions() as session:
+                self._board.refresh(session)

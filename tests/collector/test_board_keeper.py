@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.readiness.board import ReadinessBoard
+from sqlalchemy.orm import Session
+
+from collector.readiness.board import ReadinessBoard, Snapshot
 from collector.readiness.keeper import BoardKeeper
 from collector.readiness.targets import load_profile
 from collector.store.db import make_engine, make_session_factory
@@ -44,5 +48,60 @@ async def test_keeper_computes_at_start_and_keeps_up(tmp_path: Path) -> None:
             "Roosevelt",
         ]
     finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await keeper.close(timeout_s=10)
+        engine.dispose()
+
+
+class HeldBoard(ReadinessBoard):
+    """A board whose refresh holds its connection until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(load_profile("setda-2012"), days=30)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.refreshes = 0
+
+    def refresh(self, session: Session, now: datetime | None = None) -> Snapshot:
+        self.refreshes += 1
+        session.connection()  # checked out from the pool, as a real refresh's first query does
+        self.holding.set()
+        self.release.wait(10)
+        return super().refresh(session, now)
+
+
+async def test_close_waits_for_a_refresh_the_cancel_abandoned(tmp_path: Path) -> None:
+    """The engine may be disposed only once the refresh a shutdown abandoned is back.
+
+    A connection checked out across `Engine.dispose()` returns to the discarded pool and stays
+    open there; on PostgreSQL psycopg then warned (ResourceWarning) whenever the garbage collector
+    found it, in whichever later test that was.
+    """
+    url = f"sqlite:///{tmp_path / 'board.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    board = HeldBoard()
+    keeper = BoardKeeper(board, make_session_factory(engine), interval_s=0.05)
+    task = asyncio.create_task(keeper.run())
+    try:
+        assert await asyncio.to_thread(board.holding.wait, 10)
+        # Cancelling does not wait for the refresh: a stuck database cannot hold up shutdown.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=1)
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+
+        assert not await keeper.close(timeout_s=0.05)
+        closing = asyncio.create_task(keeper.close(timeout_s=10))
+        await asyncio.sleep(0.1)
+        assert not closing.done()
+        board.release.set()
+        assert await closing
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert board.refreshes == 1
+    finally:
+        board.release.set()
         task.cancel()
         engine.dispose()
