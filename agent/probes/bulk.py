@@ -52,7 +52,7 @@ RECEIVE_LOWAT_BYTES = 1024 * 1024
 # Near a body's end the low-water mark goes back to one byte, so the last bytes never wait. The
 # slack covers a TLS record the decryptor already holds in part (16 KiB plus its overhead).
 END_SLACK_BYTES = 32 * 1024
-# With no wake-up for this long, a download wakes for every byte again.
+# Over TLS, with no wake-up for this long, a download wakes for every byte again (see _count).
 LOWAT_QUIET_S = 0.2
 # The kernel takes more of an upload once less than this is unsent (fewer, larger wake-ups).
 NOTSENT_LOWAT_BYTES = 4 * 1024 * 1024
@@ -151,7 +151,8 @@ class _Answer:
 class _ClientProtocol(asyncio.BufferedProtocol):
     """Reads answers for `Connection`: through h11, or counted in bulk for a 200 download."""
 
-    def __init__(self, buffer: memoryview) -> None:
+    def __init__(self, buffer: memoryview, *, tls: bool) -> None:
+        self._tls = tls
         self._buffer = buffer
         self._h11 = h11.Connection(h11.CLIENT)
         self._waiter: asyncio.Future[_Answer] | None = None
@@ -284,10 +285,13 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         else:
             near_end = self._bulk_left <= RECEIVE_LOWAT_BYTES + END_SLACK_BYTES
             self._low_water(1 if near_end else RECEIVE_LOWAT_BYTES)
-            # Below the low-water mark a stall, or a TLS alert before the close, never wakes
-            # the loop: after a quiet spell wake for every byte, until the next read.
-            loop = asyncio.get_running_loop()
-            self._watchdog = loop.call_later(LOWAT_QUIET_S, self._low_water, 1)
+            if self._tls:
+                # A TLS close_notify cutting the body short is below the low-water mark and
+                # never wakes the loop (the server sends its FIN only after our reply): after
+                # a quiet spell wake for every byte, until the next read. Plain TCP needs no
+                # such timer: a FIN always wakes, and bytes left unread are counted anyway.
+                loop = asyncio.get_running_loop()
+                self._watchdog = loop.call_later(LOWAT_QUIET_S, self._low_water, 1)
 
     def _broken(self, reason: BaseException) -> None:
         if self.closed is None:
@@ -393,7 +397,7 @@ class Connection:
         receive = buffer if buffer is not None else memoryview(bytearray(MAX_ANSWER_BYTES))
         async with asyncio.timeout(timeout_s):
             transport, protocol = await loop.create_connection(
-                lambda: _ClientProtocol(receive),
+                lambda: _ClientProtocol(receive, tls=endpoint.tls is not None),
                 endpoint.host,
                 endpoint.port,
                 ssl=endpoint.tls,

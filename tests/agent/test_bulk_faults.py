@@ -1002,10 +1002,11 @@ async def test_a_tls_download_closed_mid_body_is_cut_not_left_to_the_deadline(
     ca: trustme.CA,
 ) -> None:
     """Over TLS the server ends a download after 2 of 4 MB with close_notify and waits for the
-    client's (as asyncio, and many TLS stacks, do before their FIN): StreamCut at once. Today the
-    alert is too small to reach the raised SO_RCVLOWAT, the client never wakes, and the download
-    returns False at the deadline as if the link were merely slow."""
+    client's (as asyncio, and many TLS stacks, do before their FIN): StreamCut at once. The
+    alert is too small to reach the raised SO_RCVLOWAT; without the quiet-spell timer the client
+    never woke, and the download returned False at the deadline as if the link were merely
+    slow."""
     started = time.monotonic()
     cut, _ = await cut_download(reset=False, tls=_tls_pair(ca, "127.0.0.1"))
     assert str(cut) == "download cut short: 2000000 of 4000000 bytes"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # well before the 3 s deadline
