@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 import h11
@@ -373,7 +373,25 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-class Connection:
+class _ClosedOnExit:
+    """`async with` closes the connection (`close()` of the subclass)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Connection(_ClosedOnExit):
     """One kept-alive HTTP/1.1 connection to the collector."""
 
     def __init__(
@@ -404,24 +422,8 @@ class Connection:
                 server_hostname=endpoint.host if endpoint.tls is not None else None,
             )
         assert isinstance(transport, asyncio.Transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if _NOTSENT_LOWAT is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
+        # asyncio sets TCP_NODELAY itself; no bulk body is sent here (uploads: UploadConnection).
         return cls(endpoint, transport, protocol)
-
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._transport.abort()
@@ -475,7 +477,7 @@ def _checked(answer: _Answer) -> bytes:
     return answer.body
 
 
-class UploadConnection:
+class UploadConnection(_ClosedOnExit):
     """One upload connection driven by a thread of its own, blocked in sendfile(2).
 
     Through the event loop every write wake-up cost about 50 us of Python: at 500 Mbit/s the
@@ -505,17 +507,6 @@ class UploadConnection:
             opening.add_done_callback(_close_opened)
             raise
         return cls(endpoint, sock)
-
-    async def __aenter__(self) -> UploadConnection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def moved(self, direction: Direction) -> int:
         counted = self._kernel.moved(direction)
