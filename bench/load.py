@@ -57,7 +57,11 @@ AGENT_UPLOAD_TIMEOUT_S = float(AgentSettings.model_fields["upload_timeout_s"].de
 
 THROUGHPUT_TARGET = 0.8
 HEALTHZ_INTERVAL_S = 0.1
+# Nine in ten /healthz answers within HEALTHZ_LIMIT_S and none slower than HEALTHZ_MAX_S: on 2 cores
+# shared with PostgreSQL and wrk one sample may lose the CPU for a second or two (seen once in CI:
+# 2.06 s among 21 samples), while a stalled loop shows as many slow samples or a timeout.
 HEALTHZ_LIMIT_S = 1.0
+HEALTHZ_MAX_S = 3.0
 # A stuck /healthz is recorded as this long and failed; the sampler then asks again.
 HEALTHZ_TIMEOUT_S = 5.0
 
@@ -76,6 +80,22 @@ class HealthzRecord:
     @property
     def max_s(self) -> float | None:
         return max(self.latencies_s, default=None)
+
+    @property
+    def p90_s(self) -> float | None:
+        if not self.latencies_s:
+            return None
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+    def problem(self) -> str:
+        """What misses the /healthz targets, or ''."""
+        p90, worst = self.p90_s, self.max_s
+        if p90 is None or worst is None or self.failures:
+            return f"/healthz: {len(self.latencies_s)} answers, {len(self.failures)} failed"
+        if p90 >= HEALTHZ_LIMIT_S or worst >= HEALTHZ_MAX_S:
+            return f"/healthz p90 {_ms(p90)} (limit {_ms(HEALTHZ_LIMIT_S)}), max {_ms(worst)}"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -163,9 +183,8 @@ class LoadRun:
         found = [f"{count} {what}" for what, count in counts.items() if count]
         if self.late_post is not None and not self.late_post.ok:
             found.append(f"late post: {_late(self.late_post)}")
-        healthz_max = self.healthz.max_s
-        if healthz_max is None or healthz_max >= HEALTHZ_LIMIT_S or self.healthz.failures:
-            found.append(f"/healthz max {_ms(healthz_max)}, {len(self.healthz.failures)} failed")
+        if healthz_problem := self.healthz.problem():
+            found.append(healthz_problem)
         if self.baseline is not None and (self.ratio or 0.0) < THROUGHPUT_TARGET:
             shown = "n/a" if self.ratio is None else f"{self.ratio:.2f}"
             found.append(f"throughput {shown}x of {self.baseline.connections} connections")
@@ -181,7 +200,8 @@ class LoadRun:
             f"p99 {_ms_value(lat.get('p99'))}, max {_ms_value(lat.get('max'))}; "
             f"5xx {self.server_errors}, other non-200 {self.other_answers}, "
             f"timeouts {self.timeouts}, socket errors {self.socket_errors}; "
-            f"/healthz max {_ms(self.healthz.max_s)} over {len(self.healthz.latencies_s)} "
+            f"/healthz p90 {_ms(self.healthz.p90_s)}, max {_ms(self.healthz.max_s)} over "
+            f"{len(self.healthz.latencies_s)} "
             f"samples ({len(self.healthz.failures)} failed); late post {late}; "
             f"wrk used {self.client_cpu_s:.1f} CPU-s"
             + ("" if self.ratio is None else f"; throughput {self.ratio:.2f}x baseline")
