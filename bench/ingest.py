@@ -36,7 +36,7 @@ from typing import Any, cast
 import httpx
 from sqlalchemy import Engine, Table, func, insert, select
 
-from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from agent.wire import AnyMeasurement, Batch, InterfaceCounters, SnmpPoll, ThroughputTest
 from bench._collector import BenchError, postgres_unreachable, start_collector, throwaway_postgres
 from bench._common import LOOPBACK, Figure, say
 from collector.localrun import log_tail
@@ -72,7 +72,7 @@ _samples = cast(Table, InterfaceSample.__table__)
 
 def throughput_batch(now: datetime) -> Batch:
     """100 throughput tests, one a minute back from `now`, as an agent would queue them."""
-    tests: list[ThroughputTest | SnmpPoll] = [
+    tests: list[AnyMeasurement] = [
         ThroughputTest(
             path="onnet",
             server=SERVER,
@@ -92,7 +92,7 @@ def throughput_batch(now: datetime) -> Batch:
 
 def snmp_batch(now: datetime) -> Batch:
     """20 polls (two devices, every 5 minutes) of 30 interfaces each, with Counter64 values."""
-    polls: list[ThroughputTest | SnmpPoll] = []
+    polls: list[AnyMeasurement] = []
     for k in range(POLLS_PER_DEVICE):
         for d, device in enumerate(DEVICES):
             interfaces = [
