@@ -75,7 +75,7 @@ async def run_once(settings: AgentSettings) -> int:
     # Imported here: the daemon (`run`) keeps pysnmp out of its process (agent.snmp.poller).
     from agent.snmp.round import snmp_round
 
-    results += await snmp_round(settings.devices, settings.secrets())
+    results += await snmp_round(settings.devices, settings.secrets(), settings.snmp)
     policy = TestPolicy(settings.schedule, settings.state_dir)
     try:
         tests = [r for r in results if isinstance(r, ThroughputTest)]

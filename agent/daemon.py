@@ -252,10 +252,10 @@ class AgentDaemon:
         uplink = s.uplink.device if s.uplink else None
         others = [d for d in s.devices if d.name != uplink]
         # In a poller process of its own: pysnmp's memory is given back after each job.
-        results: list[ProbeResult] = [*await poller.poll(others)]
+        results: list[ProbeResult] = [*await poller.poll(others, s.snmp)]
         if uplink is not None:
             async with self.test_lock:
-                results += await poller.poll([d for d in s.devices if d.name == uplink])
+                results += await poller.poll([d for d in s.devices if d.name == uplink], s.snmp)
         self._queue([scrub(result, s.secrets()) for result in results])
 
     async def deliver_outbox(self) -> None:

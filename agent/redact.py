@@ -14,11 +14,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from agent.wire import MAX_ERROR_CHARS, AnyMeasurement
 
 MASK = "***"
 _CUT_MARK = "…"
+
+_Result = TypeVar("_Result", bound=AnyMeasurement)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -48,12 +51,13 @@ def error_text(text: str, secrets: Iterable[str]) -> str:
     return text[: MAX_ERROR_CHARS - len(_CUT_MARK)] + _CUT_MARK
 
 
-def scrub(result: AnyMeasurement, secrets: Iterable[str]) -> AnyMeasurement:
+def scrub(result: _Result, secrets: Iterable[str]) -> _Result:
     """The result with its `error` passed through `error_text` (the same object if unchanged)."""
     if result.error is None:
         return result
     error = error_text(result.error, secrets)
-    return result if error == result.error else result.model_copy(update={"error": error})
+    # model_copy keeps the type; mypy sees only the union.
+    return result if error == result.error else result.model_copy(update={"error": error})  # type: ignore[return-value]
 
 
 def _forms(secret: str) -> set[str]:

@@ -45,17 +45,61 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _revealed(value: SecretStr, info: SerializationInfo) -> str:
+    # Masked, as pydantic does, unless the daemon hands the settings to its poller process.
+    reveal = isinstance(info.context, dict) and info.context.get("reveal") is True
+    return value.get_secret_value() if reveal else "**********"
+
+
 class SnmpAuth(_Section):
-    """Credentials for one device, kept apart from what is polled (snmp_exporter's split)."""
+    """Credentials for one device, kept apart from what is polled (snmp_exporter's split).
 
-    version: Literal["2c"] = "2c"
+    SNMPv2c needs a community; SNMPv3 a user and, for authNoPriv / authPriv, the passphrases
+    (RFC 3414 minimum: 8 characters). SHA and AES are the defaults every current device speaks.
+    """
+
+    version: Literal["2c", "3"] = "2c"
     community: SecretStr = SecretStr("public")
+    user: str | None = Field(default=None, min_length=1, max_length=32)
+    security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "authPriv"
+    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
+    auth_key: SecretStr | None = None
+    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] = "AES"
+    priv_key: SecretStr | None = None
+    context: str = Field(default="", max_length=32)
 
-    @field_serializer("community", when_used="json")
-    def _community_for_the_poller(self, value: SecretStr, info: SerializationInfo) -> str:
-        # Masked, as pydantic does, unless the daemon hands it to its poller process.
-        reveal = isinstance(info.context, dict) and info.context.get("reveal") is True
-        return value.get_secret_value() if reveal else "**********"
+    @field_serializer("community", "auth_key", "priv_key", when_used="json")
+    def _secret_for_the_poller(
+        self, value: SecretStr | None, info: SerializationInfo
+    ) -> str | None:
+        return None if value is None else _revealed(value, info)
+
+    @model_validator(mode="after")
+    def _v3_complete(self) -> SnmpAuth:
+        if self.version != "3":
+            return self
+        if self.user is None:
+            raise ValueError("SNMPv3 needs user")
+        keys = {"auth_key": self.auth_key, "priv_key": self.priv_key}
+        needed = {"noAuthNoPriv": [], "authNoPriv": ["auth_key"], "authPriv": list(keys)}
+        for name in needed[self.security_level]:
+            key = keys[name]
+            if key is None or len(key.get_secret_value()) < 8:
+                raise ValueError(
+                    f"{name} is missing or shorter than 8 characters "
+                    f"(needed for {self.security_level}); the value is not shown"
+                )
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every credential here, for `agent.redact`."""
+        values = [self.community, self.auth_key, self.priv_key]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+# Which interface of a device carries the school's internet access or its WAN link to the
+# district hub: by ifIndex, or by ifName / ifDescr as engineers write it.
+UplinkRole = Literal["internet", "wan"]
 
 
 class DeviceSettings(_Section):
@@ -65,6 +109,21 @@ class DeviceSettings(_Section):
     auth: SnmpAuth = Field(default_factory=SnmpAuth)
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
+    # A profile name forces that profile instead of matching on sysObjectID / sysDescr.
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
+    # The whole poll of this device must finish within this, whatever the device does.
+    budget_s: float = Field(default=30.0, gt=0, le=600)
+    uplinks: dict[UplinkRole, int | str] = Field(default_factory=dict)
+
+
+class SnmpSettings(_Section):
+    """How the poller works: where extra device profiles live, and how many devices at once."""
+
+    # Profiles a district adds (YAML, one per file); a name that ships with ReadyNet is replaced.
+    profile_dirs: list[Path] = Field(default_factory=lambda: [Path("/etc/readynet/profiles")])
+    # Devices polled at the same time: each waits on the network, but a Pi's one core decodes.
+    concurrency: int = Field(default=32, ge=1, le=512)
+    max_repetitions: int = Field(default=25, ge=1, le=200)
 
 
 class OnNetSettings(_Section):
@@ -128,6 +187,7 @@ class AgentSettings(BaseSettings):
     latency: LatencySettings = Field(default_factory=LatencySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     devices: list[DeviceSettings] = Field(default_factory=list)
+    snmp: SnmpSettings = Field(default_factory=SnmpSettings)
     uplink: UplinkSettings | None = None
     # `readynet-agent run`: SNMP polls every this many seconds (utilisation figures assume 300),
     # and delivery of the outbox at least this often.
@@ -178,9 +238,9 @@ class AgentSettings(BaseSettings):
         return tuple(sources)
 
     def secrets(self) -> list[str]:
-        """Every credential in these settings, for `agent.redact`: token and SNMP communities."""
-        communities = [device.auth.community.get_secret_value() for device in self.devices]
-        return [self.token.get_secret_value(), *communities]
+        """Every credential in these settings, for `agent.redact`: token and SNMP credentials."""
+        snmp = [secret for device in self.devices for secret in device.auth.secrets()]
+        return [self.token.get_secret_value(), *snmp]
 
 
 def load_settings(config_path: Path | None) -> AgentSettings:

@@ -41,6 +41,9 @@ MAX_BATCH_MEASUREMENTS = 1000
 # Longest error text a measurement may carry; probes cut theirs to fit.
 MAX_ERROR_CHARS = 1000
 MAX_INTERFACES_PER_POLL = 10_000
+# A large controller's access points (a real ArubaOS one: 1,386) and its SSIDs.
+MAX_APS_PER_POLL = 10_000
+MAX_SSIDS_PER_POLL = 1_000
 
 # Integer ranges of the SNMP types the values come from, and of a signed 64-bit column.
 UINT32_MAX = 2**32 - 1
@@ -141,6 +144,12 @@ Address = Annotated[str, _fits(300, min_length=1)]
 ServerName = Annotated[str, _fits(300)]
 InterfaceName = Annotated[str, _fits(200)]
 ObjectId = Annotated[str, _fits(200)]
+InterfaceAlias = Annotated[str, _fits(255)]
+ProfileName = Annotated[str, _fits(64, min_length=1)]
+RowKey = Annotated[str, _fits(200, min_length=1)]
+# IF-MIB ifAdminStatus / ifOperStatus: up(1) down(2) testing(3) unknown(4) dormant(5)
+# notPresent(6) lowerLayerDown(7).
+IfStatus = Annotated[int, _Whole(1, 7)]
 AgentVersion = Annotated[str, _fits(40)]
 ShortText = Annotated[str, _fits(40, min_length=1)]
 RoomName = Annotated[str, _fits(64, min_length=1)]
@@ -221,24 +230,63 @@ class InterfaceCounters(_Strict):
     name: InterfaceName
     octets_in: Counter | None = None
     octets_out: Counter | None = None
-    # 64 for ifHCInOctets/ifHCOutOctets, 32 for the ifInOctets fallback: the wrap point.
-    counter_bits: Literal[32, 64] = 64
-    # ifHighSpeed is a Gauge32 in Mbit/s.
+    # 64 for ifHCInOctets/ifHCOutOctets, 32 for the ifInOctets fallback: the wrap point. None
+    # for a row without counters, which claims no width.
+    counter_bits: Literal[32, 64] | None = None
+    # ifHighSpeed is a Gauge32 in Mbit/s; 0 means the device does not know.
     speed_mbps: Gauge32 | None = None
+    alias: InterfaceAlias | None = None
+    if_type: Annotated[int, _Whole(1, INT31_MAX)] | None = None
+    admin_status: IfStatus | None = None
+    oper_status: IfStatus | None = None
+    # The school's internet uplink or its WAN link to the district hub, as configured.
+    role: Literal["internet", "wan"] | None = None
+
+    @property
+    def oper_up(self) -> bool | None:
+        return None if self.oper_status is None else self.oper_status == 1
+
+
+class AccessPoint(_Strict):
+    """One access point as a controller (or cloud dashboard) reports it."""
+
+    key: RowKey
+    name: InterfaceName | None = None
+    clients: Gauge32 | None = None
+    up: bool | None = None
+
+
+class Ssid(_Strict):
+    """One wireless network and the clients on it (summed over the radios that carry it)."""
+
+    name: InterfaceName
+    clients: Gauge32 | None = None
 
 
 class SnmpPoll(_MeasurementBase):
-    """One SNMP poll of one device: uptime and interface counters at one instant."""
+    """One SNMP poll of one device: uptime, interfaces and Wi-Fi figures at one instant.
+
+    `profile` names the device profile that read it. `clients`, `aps_up` and `aps_total` are
+    the device's own totals where it has them, else sums and counts of `aps` / `ssids`.
+    """
 
     kind: Literal["snmp_poll"] = "snmp_poll"
     device: DeviceName
     address: Address
+    profile: ProfileName | None = None
     sys_object_id: ObjectId | None = None
     # sysUpTime (TimeTicks) in hundredths of a second; rates use it to detect reboots.
     sys_uptime_ticks: Gauge32 | None = None
     interfaces: list[InterfaceCounters] = Field(
         default_factory=list, max_length=MAX_INTERFACES_PER_POLL
     )
+    clients: Gauge32 | None = None
+    aps_up: Gauge32 | None = None
+    aps_total: Gauge32 | None = None
+    aps: list[AccessPoint] = Field(default_factory=list, max_length=MAX_APS_PER_POLL)
+    ssids: list[Ssid] = Field(default_factory=list, max_length=MAX_SSIDS_PER_POLL)
+    # How long the poll took, from the first request to the last answer.
+    duration_s: float | None = Field(default=None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 
 class LatencyTest(_MeasurementBase):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.errors import ReadyNetError
 from agent.redact import error_text
-from agent.settings import DeviceSettings, UplinkSettings
+from agent.settings import DeviceSettings, SnmpSettings, UplinkSettings
 from agent.wire import SnmpPoll
 
 
@@ -30,6 +30,7 @@ class PollerRequest(BaseModel):
 
     task: Literal["poll", "background"]
     devices: list[DeviceSettings]
+    snmp: SnmpSettings = SnmpSettings()
     uplink: UplinkSettings | None = None
 
     def payload(self) -> str:
@@ -37,7 +38,7 @@ class PollerRequest(BaseModel):
         return self.model_dump_json(context={"reveal": True})
 
     def secrets(self) -> list[str]:
-        return [d.auth.community.get_secret_value() for d in self.devices]
+        return [secret for d in self.devices for secret in d.auth.secrets()]
 
 
 class BackgroundAnswer(BaseModel):
@@ -58,8 +59,8 @@ async def _serve(request: PollerRequest) -> PollerAnswer:
     if request.task == "poll":
         from agent.snmp.round import snmp_round
 
-        polls = await snmp_round(request.devices, request.secrets())
-        return PollerAnswer(results=[p for p in polls if isinstance(p, SnmpPoll)])
+        polls = await snmp_round(request.devices, request.secrets(), request.snmp)
+        return PollerAnswer(results=polls)
     from agent.snmp.background import measure_background
 
     if request.uplink is None or len(request.devices) != 1:

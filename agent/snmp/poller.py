@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agent.errors import ProbeError
 from agent.redact import error_text
-from agent.settings import DeviceSettings, UplinkSettings
+from agent.settings import DeviceSettings, SnmpSettings, UplinkSettings
 from agent.snmp.child import PollerAnswer, PollerRequest
 from agent.uplink import Background
 from agent.wire import SnmpPoll
@@ -23,12 +23,15 @@ from agent.wire import SnmpPoll
 CHILD_COMMAND = (sys.executable, "-m", "agent.snmp.child")
 # Beyond the requests' own timeouts: interpreter and pysnmp start-up, on a slow Pi.
 STARTUP_ALLOWANCE_S = 20.0
-# Requests one device's poll makes at most, for its deadline (a GET and a multi-column walk).
-REQUESTS_PER_DEVICE = 20
+# Requests an uplink reading makes: a GET, then another one `sample_s` later.
+REQUESTS_PER_READING = 2
 
 
 async def poll(
-    devices: Sequence[DeviceSettings], *, command: Sequence[str] = CHILD_COMMAND
+    devices: Sequence[DeviceSettings],
+    settings: SnmpSettings | None = None,
+    *,
+    command: Sequence[str] = CHILD_COMMAND,
 ) -> list[SnmpPoll]:
     """One poll of each device, in a poller process; failures are polls with `error`.
 
@@ -36,8 +39,11 @@ async def poll(
     """
     if not devices:
         return []
-    request = PollerRequest(task="poll", devices=list(devices))
-    deadline = STARTUP_ALLOWANCE_S + sum(_device_budget_s(d) for d in devices)
+    settings = settings or SnmpSettings()
+    request = PollerRequest(task="poll", devices=list(devices), snmp=settings)
+    # Devices run `concurrency` at a time, each within its own budget.
+    waves = -(-len(devices) // settings.concurrency)
+    deadline = STARTUP_ALLOWANCE_S + waves * max(d.budget_s for d in devices)
     try:
         answer = await _ask(request, deadline, command)
     except ProbeError as exc:
@@ -51,16 +57,13 @@ async def poll(
 async def background(device: DeviceSettings, uplink: UplinkSettings) -> Background:
     """The uplink's traffic (`agent.uplink.Background`); raises ProbeError if not measurable."""
     request = PollerRequest(task="background", devices=[device], uplink=uplink)
-    deadline = STARTUP_ALLOWANCE_S + uplink.sample_s + 2 * _device_budget_s(device)
+    request_s = device.timeout_s * (device.retries + 1)
+    deadline = STARTUP_ALLOWANCE_S + uplink.sample_s + REQUESTS_PER_READING * request_s
     answer = await _ask(request, deadline)
     if answer.background is None:
         raise ProbeError("the poller gave no uplink reading")
     b = answer.background
     return Background(in_bps=b.in_bps, out_bps=b.out_bps, link_bps=b.link_bps)
-
-
-def _device_budget_s(device: DeviceSettings) -> float:
-    return REQUESTS_PER_DEVICE * device.timeout_s * (device.retries + 1)
 
 
 async def _ask(
