@@ -22,15 +22,18 @@ from sqlalchemy.orm import Session
 from agent.wire import AnyMeasurement, Batch, LatencyTest, Receipt, SnmpPoll, ThroughputTest
 from collector.store.bulk import insert_rows, reserve_ids
 from collector.store.models import (
+    AccessPointSample,
     Agent,
     Device,
     InterfaceSample,
     LatencyResult,
     Measurement,
     SnmpPollResult,
+    SsidSample,
     ThroughputResult,
     UtcDateTime,
 )
+from collector.store.poll_rates import PreviousPolls, store_interface_rates
 
 # Core tables of the models: bulk statements skip the ORM's per-object bookkeeping.
 _measurements = cast(Table, Measurement.__table__)
@@ -39,6 +42,8 @@ _devices = cast(Table, Device.__table__)
 _polls = cast(Table, SnmpPollResult.__table__)
 _samples = cast(Table, InterfaceSample.__table__)
 _latencies = cast(Table, LatencyResult.__table__)
+_aps = cast(Table, AccessPointSample.__table__)
+_ssids = cast(Table, SsidSample.__table__)
 
 
 def add_batch(*, session: Session, agent_id: int | None, school_id: int, batch: Batch) -> Receipt:
@@ -108,6 +113,8 @@ class _Touches:
     agents: dict[int, tuple[datetime, str]] = field(default_factory=dict)
     newest: dict[int, tuple[datetime, int]] = field(default_factory=dict)
     newest_ok: dict[int, tuple[datetime, int]] = field(default_factory=dict)
+    # Each device's newest counters so far in this transaction, for the next poll's rates.
+    previous: PreviousPolls = field(default_factory=PreviousPolls)
 
     def device_polled(self, device_id: int, at: datetime, poll_id: int, *, ok: bool) -> None:
         for best in (self.newest, self.newest_ok) if ok else (self.newest,):
@@ -257,7 +264,14 @@ _SAMPLE_COLUMNS = (
     "octets_out",
     "counter_bits",
     "speed_mbps",
+    "alias",
+    "if_type",
+    "admin_status",
+    "oper_status",
+    "role",
 )
+_AP_COLUMNS = ("poll_id", "seq", "key", "name", "clients", "up")
+_SSID_COLUMNS = ("poll_id", "seq", "name", "clients")
 
 
 def _test_row(t: ThroughputTest) -> tuple[Any, ...]:
@@ -312,17 +326,53 @@ def _insert_polls(
             "sys_object_id": p.sys_object_id,
             "sys_uptime_ticks": p.sys_uptime_ticks,
             "ordered_at": ordered_at[p.id],
+            "profile": p.profile,
+            "clients": p.clients,
+            "aps_up": p.aps_up,
+            "aps_total": p.aps_total,
+            "duration_s": p.duration_s,
         }
         for p in polls
     ]
     poll_ids = _insert_poll_rows(connection, rows)
     samples = [
-        (poll_id, seq, i.ifindex, i.name, i.octets_in, i.octets_out, i.counter_bits, i.speed_mbps)
+        (
+            poll_id,
+            seq,
+            i.ifindex,
+            i.name,
+            i.octets_in,
+            i.octets_out,
+            i.counter_bits or 0,
+            i.speed_mbps,
+            i.alias,
+            i.if_type,
+            i.admin_status,
+            i.oper_status,
+            i.role,
+        )
         for p in polls
         for poll_id in (poll_ids[p.id],)
         for seq, i in enumerate(p.interfaces)
     ]
     insert_rows(connection, _samples, _SAMPLE_COLUMNS, samples)
+    aps = [
+        (poll_ids[p.id], seq, a.key, a.name, a.clients, a.up)
+        for p in polls
+        for seq, a in enumerate(p.aps)
+    ]
+    if aps:
+        insert_rows(connection, _aps, _AP_COLUMNS, aps)
+    ssids = [
+        (poll_ids[p.id], seq, s.name, s.clients) for p in polls for seq, s in enumerate(p.ssids)
+    ]
+    if ssids:
+        insert_rows(connection, _ssids, _SSID_COLUMNS, ssids)
+    store_interface_rates(
+        connection,
+        [(device_ids[p.device], poll_ids[p.id], ordered_at[p.id], p) for p in polls],
+        touches.previous,
+    )
     for p in polls:
         touches.device_polled(
             device_ids[p.device], ordered_at[p.id], poll_ids[p.id], ok=p.error is None

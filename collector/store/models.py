@@ -246,6 +246,12 @@ class SnmpPollResult(Base):
     sys_uptime_ticks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # min(measured_at, received_at): when the poll counts as taken for "newest" questions.
     ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The device profile that read it, and the Wi-Fi totals (controllers and APs).
+    profile: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    clients: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    aps_up: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    aps_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class InterfaceSample(Base):
@@ -270,5 +276,72 @@ class InterfaceSample(Base):
     name: Mapped[str] = mapped_column(String(200))
     octets_in: Mapped[int | None] = mapped_column(Counter64, nullable=True)
     octets_out: Mapped[int | None] = mapped_column(Counter64, nullable=True)
+    # 64 or 32, the counters' wrap point; 0 for a row without counters (kept NOT NULL since
+    # 0002, so that 0004 adds columns without rebuilding this, the largest table).
     counter_bits: Mapped[int] = mapped_column(SmallInteger)
     speed_mbps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    alias: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    if_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    admin_status: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    oper_status: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    role: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class InterfaceRate(Base):
+    """The rate of one interface row (poll, seq) since the device's previous successful poll:
+    with polls every 5 minutes, the 5-minute rates the readiness engine's peaks are built on.
+
+    `no_rate` says why a row has none (first sample, reboot, counter reset, ambiguous 32-bit
+    wrap, ...: `agent.snmp.rates`), so a gap is explained rather than filled with a spike.
+    """
+
+    __tablename__ = "interface_rates"
+    __table_args__ = (
+        PrimaryKeyConstraint("poll_id", "seq", name="pk_interface_rates"),
+        {"sqlite_with_rowid": False},
+    )
+
+    poll_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("snmp_polls.poll_id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    in_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    out_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    no_rate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class AccessPointSample(Base):
+    """One access point of one poll, as its controller (or the cloud dashboard) reported it."""
+
+    __tablename__ = "access_point_samples"
+    __table_args__ = (
+        PrimaryKeyConstraint("poll_id", "seq", name="pk_access_point_samples"),
+        {"sqlite_with_rowid": False},
+    )
+
+    poll_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("snmp_polls.poll_id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    clients: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    up: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class SsidSample(Base):
+    """One wireless network of one poll and its clients."""
+
+    __tablename__ = "ssid_samples"
+    __table_args__ = (
+        PrimaryKeyConstraint("poll_id", "seq", name="pk_ssid_samples"),
+        {"sqlite_with_rowid": False},
+    )
+
+    poll_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("snmp_polls.poll_id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    clients: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
