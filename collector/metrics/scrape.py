@@ -214,6 +214,18 @@ def _devices(out: Exposition, session: Session) -> None:
         "gauge",
         "When the device last booted (newest successful poll minus sysUpTime), Unix time.",
     )
+    profile = out.family(
+        "readynet_device_profile_info", "gauge", "The device profile that read the device."
+    )
+    clients = out.family(
+        "readynet_wifi_clients", "gauge", "Wi-Fi clients the device reports (newest good poll)."
+    )
+    aps_up = out.family(
+        "readynet_wifi_access_points_up", "gauge", "Access points up, as the controller says."
+    )
+    aps_total = out.family(
+        "readynet_wifi_access_points", "gauge", "Access points the controller knows of."
+    )
     for d in device_states(session=session, scope=Scope()):
         device = labels(school=d.school, device=d.device)
         up.add(device, int(d.up))
@@ -221,6 +233,11 @@ def _devices(out: Exposition, session: Session) -> None:
             last.add(device, d.last_poll_at.timestamp())
         if d.boot_time is not None:
             boot.add(device, d.boot_time)
+        if d.profile is not None:
+            profile.add(labels(school=d.school, device=d.device, profile=d.profile), 1)
+        for family, value in ((clients, d.clients), (aps_up, d.aps_up), (aps_total, d.aps_total)):
+            if value is not None:
+                family.add(device, value)
 
 
 def _store(out: Exposition, gate: GateLoad) -> None:
@@ -262,11 +279,32 @@ def _interfaces(out: Exposition, session: Session, scope: Scope, *, per_device: 
         "counter",
         "Octets sent (ifHCOutOctets) at the newest successful poll.",
     )
+    oper = out.family(
+        "readynet_interface_oper_up", "gauge", "1 when ifOperStatus is up(1), else 0."
+    )
+    role = out.family(
+        "readynet_interface_role_info",
+        "gauge",
+        "The school's configured uplinks: role internet or wan.",
+    )
     rows = latest_interfaces(session=session, scope=scope, per_device=per_device)
     for i in rows:
         interface = labels(
             school=i.school, device=i.device, ifindex=str(i.ifindex), ifname=i.ifname
         )
+        if i.oper_status is not None:
+            oper.add(interface, int(i.oper_status == 1))
+        if i.role is not None:
+            role.add(
+                labels(
+                    school=i.school,
+                    device=i.device,
+                    ifindex=str(i.ifindex),
+                    ifname=i.ifname,
+                    role=i.role,
+                ),
+                1,
+            )
         if i.speed_mbps is not None:
             speed.add(interface, i.speed_mbps * 1_000_000)
         if i.octets_in is not None:

@@ -41,6 +41,10 @@ class DeviceState:
     up: bool
     last_poll_at: datetime | None
     boot_time: float | None
+    profile: str | None = None
+    clients: int | None = None
+    aps_up: int | None = None
+    aps_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class InterfaceState:
     octets_in: int | None
     octets_out: int | None
     speed_mbps: int | None
+    oper_status: int | None = None
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,10 @@ def device_states(*, session: Session, scope: Scope) -> list[DeviceState]:
             Device.last_poll_at,
             ok_poll.ordered_at,
             ok_poll.sys_uptime_ticks,
+            ok_poll.profile,
+            ok_poll.clients,
+            ok_poll.aps_up,
+            ok_poll.aps_total,
         )
         .join(School, School.id == Device.school_id)
         .outerjoin(ok_poll, ok_poll.poll_id == Device.last_ok_poll_id)
@@ -80,11 +90,11 @@ def device_states(*, session: Session, scope: Scope) -> list[DeviceState]:
         .order_by(School.name, Device.name)
     )
     states = []
-    for school, device, last, last_ok, last_at, ok_at, ticks in session.execute(
+    for school, device, last, last_ok, last_at, ok_at, ticks, *wifi in session.execute(
         scope.narrow(query)
     ):
         boot = None if ok_at is None or ticks is None else ok_at.timestamp() - ticks / 100
-        states.append(DeviceState(school, device, last == last_ok, last_at, boot))
+        states.append(DeviceState(school, device, last == last_ok, last_at, boot, *wifi))
     return states
 
 
@@ -105,8 +115,9 @@ def latest_interfaces(
 ) -> list[InterfaceState]:
     """Interfaces of each device's newest successful poll; with `per_device`, its busiest ones.
 
-    "Busiest" is most octets since boot, in and out together: on a school's router or switch
-    that is nearly always the uplink, the interface capacity questions are about.
+    The configured uplinks (interfaces with a role) come first; then "busiest" is most octets
+    since boot, in and out together: on a school's router or switch that is nearly always the
+    uplink, the interface capacity questions are about.
     """
     if per_device is not None and session.get_bind().dialect.name == "postgresql":
         query = _busiest_per_device(scope, per_device)
@@ -124,6 +135,12 @@ def _octets() -> ColumnElement[float]:
     return total
 
 
+def _busiest_first() -> tuple[Any, ...]:
+    # The configured uplinks first (the capacity questions are about them), then most octets.
+    has_role = case((InterfaceSample.role.is_(None), 1), else_=0)
+    return (has_role, _octets().desc(), InterfaceSample.seq)
+
+
 def _busiest_per_device(scope: Scope, per_device: int) -> Select[Any]:
     # PostgreSQL reads each device's top rows through the (poll_id, seq) key with LIMIT, instead
     # of ranking every interface of the fleet: at 10,000 schools that sort of 400,000 rows went
@@ -136,9 +153,11 @@ def _busiest_per_device(scope: Scope, per_device: int) -> Select[Any]:
             InterfaceSample.octets_in,
             InterfaceSample.octets_out,
             InterfaceSample.speed_mbps,
+            InterfaceSample.oper_status,
+            InterfaceSample.role,
         )
         .where(InterfaceSample.poll_id == Device.last_ok_poll_id)
-        .order_by(_octets().desc(), InterfaceSample.seq)
+        .order_by(*_busiest_first())
         .limit(per_device)
         .lateral("busiest")
     )
@@ -151,6 +170,8 @@ def _busiest_per_device(scope: Scope, per_device: int) -> Select[Any]:
             busiest.c.octets_in,
             busiest.c.octets_out,
             busiest.c.speed_mbps,
+            busiest.c.oper_status,
+            busiest.c.role,
         )
         .select_from(Device)
         .join(School, School.id == Device.school_id)
@@ -165,7 +186,7 @@ def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
         func.row_number()
         .over(
             partition_by=InterfaceSample.poll_id,
-            order_by=(_octets().desc(), InterfaceSample.seq),
+            order_by=_busiest_first(),
         )
         .label("rank")
     )
@@ -179,6 +200,8 @@ def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
             InterfaceSample.octets_in,
             InterfaceSample.octets_out,
             InterfaceSample.speed_mbps,
+            InterfaceSample.oper_status,
+            InterfaceSample.role,
             rank,
         )
         .join(School, School.id == Device.school_id)
@@ -192,6 +215,8 @@ def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
         inner.c.octets_in,
         inner.c.octets_out,
         inner.c.speed_mbps,
+        inner.c.oper_status,
+        inner.c.role,
     ).order_by(inner.c.school, inner.c.device, inner.c.seq)
     if per_device is not None:
         query = query.where(inner.c.rank <= per_device)

@@ -13,11 +13,13 @@ import httpx
 import pytest
 
 from agent.wire import (
+    AccessPoint,
     Batch,
     InterfaceCounters,
     LatencyTest,
     Measurement,
     SnmpPoll,
+    Ssid,
     ThroughputTest,
 )
 from collector.metrics.detail import render_test_detail
@@ -134,6 +136,46 @@ def test_interfaces_sharing_an_ifname_are_separate_series(collector: RunningColl
         if name == "readynet_interface_received_bytes_total"
     }
     assert values == {"20": 111, "21": 222}
+
+
+def test_wifi_totals_profiles_roles_and_link_status(collector_any_db: RunningCollector) -> None:
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school("Lincoln"))
+    controller = SnmpPoll(
+        device="wlc",
+        address="127.0.0.1:161",
+        profile="cisco_wlc",
+        clients=23,
+        aps_up=4,
+        aps_total=5,
+        aps=[AccessPoint(key="00:11:22:33:44:55", name="ap1", clients=23, up=True)],
+        ssids=[Ssid(name="students", clients=23)],
+    )
+    router = SnmpPoll(
+        device="core",
+        address="127.0.0.1:161",
+        profile="cisco_ios",
+        interfaces=[
+            InterfaceCounters(ifindex=1, name="Gi0/1", octets_in=5, oper_status=1, role="internet"),
+            InterfaceCounters(ifindex=2, name="Gi0/2", octets_in=1, oper_status=2),
+        ],
+    )
+    _post(collector, token, controller, router)
+    samples = fresh_samples(collector.url)
+    wlc = _labels(school="Lincoln", device="wlc")
+    assert samples[("readynet_wifi_clients", wlc)] == 23
+    assert samples[("readynet_wifi_access_points_up", wlc)] == 4
+    assert samples[("readynet_wifi_access_points", wlc)] == 5
+    info = _labels(school="Lincoln", device="wlc", profile="cisco_wlc")
+    assert samples[("readynet_device_profile_info", info)] == 1
+    assert ("readynet_wifi_clients", _labels(school="Lincoln", device="core")) not in samples
+    up = {"school": "Lincoln", "device": "core", "ifindex": "1", "ifname": "Gi0/1"}
+    down = {**up, "ifindex": "2", "ifname": "Gi0/2"}
+    assert samples[("readynet_interface_oper_up", _labels(**up))] == 1
+    assert samples[("readynet_interface_oper_up", _labels(**down))] == 0
+    assert samples[("readynet_interface_role_info", _labels(**up, role="internet"))] == 1
+    roles = [labels for name, labels in samples if name == "readynet_interface_role_info"]
+    assert len(roles) == 1
 
 
 def test_a_clock_running_ahead_cannot_pin_the_newest_poll(
