@@ -304,9 +304,24 @@ def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
         )
     if error_indication:
         # With SNMPv2c a wrong community is silently dropped, so it also arrives as a timeout.
-        raise DeviceUnreachable(
-            f"{session.label}: {_redacted(session.device, str(error_indication))}"
-        )
+        reason = _redacted(session.device, str(error_indication))
+        # So does, with SNMPv3, a request the device cannot decrypt (priv key or protocol) or for
+        # a context it does not serve. Unlike a dead device, it answered the engine discovery
+        # before (pysnmp's v3 message processing keeps the engine ID it reported).
+        if session.device.auth.version == "3" and isinstance(
+            error_indication, errind.RequestTimedOut
+        ):
+            peer = session.target.get_transport_info()
+            for model in session.engine.message_processing_subsystems.values():
+                engine_info = getattr(model, "get_peer_engine_info", None)
+                if engine_info is not None and engine_info(*peer)[0] is not None:
+                    reason += (
+                        ", though the device answered SNMPv3 discovery: check the priv protocol, "
+                        "the priv key and the context (a device drops a request it cannot "
+                        "decrypt, or for a context it does not serve, without a word)"
+                    )
+                    break
+        raise DeviceUnreachable(f"{session.label}: {reason}")
     if error_status and int(error_status):
         # errorStatus is an INTEGER with named values: prettyPrint() says "tooBig", not "1".
         status = error_status.prettyPrint() if hasattr(error_status, "prettyPrint") else "error"
