@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from agent.errors import DeviceError, DeviceUnreachable
+from agent.errors import ConfigError, DeviceError, DeviceUnreachable
 from agent.redact import error_text
 from agent.settings import DeviceSettings
 from agent.snmp.profile import DeviceProfile, ProfileSet, Source
@@ -46,6 +46,10 @@ async def poll_device(
     except (DeviceUnreachable, DeviceError) as exc:
         # What pysnmp said is already masked (agent.snmp.walk); the rest is name and address.
         return SnmpPoll(device=device.name, address=address, error=error_text(str(exc), ()))
+    except ConfigError as exc:
+        # A forced profile that is not loaded (snmp_round checks first; SnmpProbe does not).
+        error = error_text(f"{device.name} ({address}): {exc}", device.auth.secrets())
+        return SnmpPoll(device=device.name, address=address, error=error)
     return poll.model_copy(update={"duration_s": round(time.monotonic() - started, 6)})
 
 

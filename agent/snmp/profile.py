@@ -9,7 +9,7 @@ inherits the IF-MIB interface columns of `if_mib.yaml` and may replace some of t
 Profiles ship in `agent/snmp/profiles/`; a district adds its own in a directory of its choice
 (`snmp.profile_dirs`), one YAML file per profile, and a file named like a shipped profile
 replaces it. Loading is strict: an unknown key, a malformed OID or a bad regex fails with the
-file and the key's path, e.g. ``aruba.yaml: tables.aps.columns.clients.oid: not a numeric OID``.
+file and the key's path, e.g. ``aruba.yaml: aps.clients.oid: not a numeric OID: '1.3.6.x'``.
 
 Example:
     >>> profiles = load_profiles([])
@@ -26,13 +26,24 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "profiles"
 BASE_PROFILE = "if_mib"
-_NAME = r"[a-z][a-z0-9_]{0,63}"
+# Anchored: pydantic searches a pattern, so "Bad Name" would pass an unanchored one.
+_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+Name = Annotated[str, StringConstraints(pattern=_NAME)]
 
 
 def _numeric_oid(value: str) -> str:
@@ -40,6 +51,13 @@ def _numeric_oid(value: str) -> str:
     if len(arcs) < 2 or not all(arc.isdigit() for arc in arcs):
         raise ValueError(f"not a numeric OID: {value!r}")
     return ".".join(str(int(arc)) for arc in arcs)
+
+
+def _oid_text(value: object) -> object:
+    # YAML reads an unquoted "1.3" as a float (and "12" as an int): say so, not "not a string".
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"not a numeric OID: {value!r} (YAML read a number: quote the OID)")
+    return value
 
 
 def _regex(value: str) -> str:
@@ -50,7 +68,7 @@ def _regex(value: str) -> str:
     return value
 
 
-Oid = Annotated[str, AfterValidator(_numeric_oid)]
+Oid = Annotated[str, BeforeValidator(_oid_text), AfterValidator(_numeric_oid)]
 Regex = Annotated[str, AfterValidator(_regex)]
 
 
@@ -97,21 +115,31 @@ class Column(_Strict):
     up_values: list[int | str] = []
 
 
+def _one_or_more(value: object) -> object:
+    return [value] if isinstance(value, Mapping) else value
+
+
+# One column (a mapping) or a list of them, tried in order.
+Columns = Annotated[list[Column], BeforeValidator(_one_or_more)]
+
+
 KeyFormat = Literal["raw", "mac", "string"]
 
 
 class Table(_Strict):
     """Per-AP or per-SSID rows. Each column's index suffix, cut to its first `key_arcs` arcs,
-    is the row key, so a per-radio column (AP MAC + slot) adds up into its AP's row. `group_by`
-    merges rows whose label is equal (one SSID broadcast by several radios); `keep` and `drop`
-    keep or drop rows whose label matches a regex (e.g. only Meraki products "MR...")."""
+    is the row key, so a per-radio column (AP MAC + slot) adds up into its AP's row. `name` may
+    list several columns: the first that gives a row a non-empty name wins (an AP table's name,
+    else its radios' copy of it). `group_by_name` merges rows whose name is equal (one SSID
+    broadcast by several radios); `keep` and `drop` keep or drop rows whose label matches a
+    regex (e.g. only Meraki products "MR...")."""
 
     key_arcs: int | None = Field(default=None, ge=1, le=128)
     key_format: KeyFormat = "raw"
-    name: Column | None = None
+    name: Columns = []
     clients: Column | None = None
     up: Column | None = None
-    labels: dict[Annotated[str, Field(pattern=_NAME)], Column] = {}
+    labels: dict[Name, Column] = {}
     group_by_name: bool = False
     keep: dict[str, Regex] = {}
     drop: dict[str, Regex] = {}
@@ -125,10 +153,12 @@ class Table(_Strict):
                     raise ValueError(f"{which}: {label!r} is not name nor one of labels")
         if self.up is not None and not self.up.up_values:
             raise ValueError("up needs up_values")
+        if taken := sorted({"name", "clients", "up"} & set(self.labels)):
+            raise ValueError(f"labels: {', '.join(taken)} is a column of its own, not a label")
         return self
 
     def columns(self) -> list[str]:
-        wanted = [self.name, self.clients, self.up, *self.labels.values()]
+        wanted = [*self.name, self.clients, self.up, *self.labels.values()]
         return [column.oid for column in wanted if column is not None]
 
 
@@ -164,7 +194,7 @@ class Totals(_Strict):
 
 
 class DeviceProfile(_Strict):
-    name: Annotated[str, Field(pattern=_NAME)]
+    name: Name
     description: str = ""
     # Only the base profile (if_mib) may go without: it is the fallback for every device.
     match: Match | None = None
@@ -235,7 +265,7 @@ def _score(match: Match | None, sys_object_id: str | None, sys_descr: str) -> in
         return None
     longest = 0
     if match.sys_object_id:
-        arcs = (sys_object_id or "").split(".")
+        arcs = (sys_object_id or "").strip().lstrip(".").split(".")
         hits = [len(p.split(".")) for p in match.sys_object_id if _prefix(p.split("."), arcs)]
         if not hits:
             return None
@@ -278,13 +308,16 @@ def load_profile(path: Path) -> DeviceProfile:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if document is None:
+        raise ConfigError(f"{path}: the file is empty")
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: a profile is a mapping of keys, not {type(document).__name__}")
     try:
         profile = DeviceProfile.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
+            f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: "
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None

@@ -35,13 +35,22 @@ class WifiReadout:
 def read_interfaces(
     table: ColumnRows, columns: Interfaces, uplinks: Mapping[UplinkRole, int | str]
 ) -> list[InterfaceCounters]:
-    """One `InterfaceCounters` per ifIndex seen in any interface column, sorted by ifIndex."""
+    """One `InterfaceCounters` per ifIndex seen in any interface column, sorted by ifIndex.
+
+    An uplink given as a string marks the interface whose ifName or ifDescr (any of the
+    profile's name columns) is that string."""
     wanted = columns.columns()
     indexes = sorted(
         {int(suffix) for oid in wanted for suffix in table.get(oid, {}) if suffix.isdigit()}
     )
     rows = [_interface(table, columns, ifindex) for ifindex in indexes]
-    return _with_roles(rows, uplinks)
+    if not uplinks:
+        return rows
+    names = {
+        ifindex: {_text(table.get(column, {}).get(str(ifindex))) for column in columns.name}
+        for ifindex in indexes
+    }
+    return _with_roles(rows, uplinks, names)
 
 
 def _interface(table: ColumnRows, columns: Interfaces, ifindex: int) -> InterfaceCounters:
@@ -78,20 +87,22 @@ def _interface(table: ColumnRows, columns: Interfaces, ifindex: int) -> Interfac
 
 
 def _with_roles(
-    rows: list[InterfaceCounters], uplinks: Mapping[UplinkRole, int | str]
+    rows: list[InterfaceCounters],
+    uplinks: Mapping[UplinkRole, int | str],
+    names: Mapping[int, set[str]],
 ) -> list[InterfaceCounters]:
-    """Mark the configured uplinks: an int is an ifIndex, a string an ifName (or ifDescr)."""
-    if not uplinks:
-        return rows
+    """Mark the configured uplinks: an int is an ifIndex, a string an ifName or ifDescr."""
     marked = []
     for row in rows:
-        role = next((r for r, ref in uplinks.items() if _is(row, ref)), None)
+        role = next((r for r, ref in uplinks.items() if _is(row, ref, names)), None)
         marked.append(row if role is None else row.model_copy(update={"role": role}))
     return marked
 
 
-def _is(row: InterfaceCounters, ref: int | str) -> bool:
-    return row.ifindex == ref if isinstance(ref, int) else row.name == ref
+def _is(row: InterfaceCounters, ref: int | str, names: Mapping[int, set[str]]) -> bool:
+    if isinstance(ref, int):
+        return row.ifindex == ref
+    return ref == row.name or ref in names.get(row.ifindex, set())
 
 
 def read_wifi(
@@ -156,14 +167,23 @@ def _ssids(table: ColumnRows, spec: Table) -> list[Ssid]:
 def _rows(table: ColumnRows, spec: Table) -> dict[str, _Row]:
     """Row key → cells; counts in a deeper-indexed column (per radio) add up into their row."""
     rows: dict[str, _Row] = {}
-    cells = {"name": spec.name, "clients": spec.clients, "up": spec.up, **spec.labels}
-    for label, column in cells.items():
+    cells = [
+        *(("name", column) for column in spec.name),
+        ("clients", spec.clients),
+        ("up", spec.up),
+        *spec.labels.items(),
+    ]
+    for label, column in cells:
         if column is None:
             continue
         for suffix, value in table.get(column.oid, {}).items():
             key = _key(suffix, spec.key_arcs, spec.key_format)
             row = rows.setdefault(key, {})
-            if label == "clients":
+            if label == "name":
+                # The first name column that names the row wins (its first radio's, per radio).
+                if not _text(row.get("name")):
+                    row["name"] = value
+            elif label == "clients":
                 row["clients"] = _sum([_as_int(row.get("clients")), _count(value)])
             elif label == "up":
                 row["up"] = value in column.up_values or str(value) in map(str, column.up_values)
