@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from collector.readiness.targets import Target, TargetProfile
+from collector.store.uplinks import UplinkPeak, WifiPeak
 
 Verdict = Literal["meets", "below", "inconclusive"]
 MEASURE = "median download of successful on-net and internet throughput tests"
@@ -105,6 +106,9 @@ class Readiness:
     agent_link_mbps: int | None = None
     # Reported beside the verdict, never in it; filled in for one school's answer only.
     classrooms: list[ClassroomWindow] = field(default_factory=list)
+    # The configured uplinks' peak use (5-minute rates over SNMP) and the Wi-Fi peaks.
+    uplinks: list[UplinkPeak] = field(default_factory=list)
+    wifi: list[WifiPeak] = field(default_factory=list)
 
 
 def evaluate_school(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from collector.readiness.evaluate import (
 )
 from collector.readiness.targets import TargetProfile
 from collector.store.models import School
+from collector.store.uplinks import uplink_peaks, wifi_peaks
 from collector.store.windows import RoomWindow, SchoolWindow, room_windows, school_windows
 
 
@@ -71,15 +73,21 @@ def judge(
 def school_readiness(
     *, session: Session, school: School, profile: TargetProfile, days: int
 ) -> Readiness:
-    """One school's readiness over the last `days` days, read live, with its classrooms."""
+    """One school's readiness over the last `days` days, read live, with its classrooms and
+    the peaks of its uplinks and Wi-Fi."""
     start = window_start(days)
     windows = school_windows(session=session, start=start, school_ids=[school.id], latency=True)
     rooms = room_windows(session=session, start=start, school_ids=[school.id])
-    return judge(
+    readiness = judge(
         school=facts_of(school),
         window=windows.get(school.id),
         start=start,
         days=days,
         profile=profile,
         rooms=rooms.get(school.id, ()),
+    )
+    return replace(
+        readiness,
+        uplinks=uplink_peaks(session=session, school_id=school.id, start=start),
+        wifi=wifi_peaks(session=session, school_id=school.id, start=start),
     )

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from agent.settings import DeviceSettings, SnmpAuth
 from agent.snmp.device import poll_device
 from agent.snmp.profile import load_profiles
-from agent.wire import Batch, InterfaceCounters, SnmpPoll
+from agent.wire import AccessPoint, Batch, InterfaceCounters, SnmpPoll
 from collector.localrun import LOOPBACK, run_snmpsim
 from collector.store.models import InterfaceRate, InterfaceSample, SnmpPollResult
 from tests.fixtures.collector import RunningCollector
@@ -222,3 +222,64 @@ def test_an_error_poll_and_rows_without_counters_get_no_rate(
     with collector.sessions() as session:
         bits = session.scalar(select(InterfaceSample.counter_bits))
     assert bits == 0
+
+
+def test_readiness_reports_uplink_and_wifi_peaks(collector_any_db: RunningCollector) -> None:
+    """Twenty 5-minute intervals on the internet uplink: 19 at 10 Mbit/s and one at 200 (a
+    backup), so the 95th percentile is the backup-free 10 and the maximum is 200."""
+    collector = collector_any_db
+    school = collector.add_school()
+    token = collector.enroll(school)
+    start = datetime.now(UTC) - timedelta(hours=3)
+    octets, polls = 0, []
+    for step in range(21):
+        if step:
+            octets += (200 if step == 7 else 10) * 1_000_000 * 300 // 8
+        at = start + step * POLL_GAP
+        uplink = InterfaceCounters(
+            ifindex=3,
+            name="Gi0/0/0",
+            octets_in=octets,
+            octets_out=octets // 2,
+            counter_bits=64,
+            speed_mbps=1000,
+            role="internet",
+        )
+        other = InterfaceCounters(
+            ifindex=4, name="Gi0/0/1", octets_in=octets, counter_bits=64, speed_mbps=1000
+        )
+        polls.append(
+            SnmpPoll(
+                device="edge",
+                address="127.0.0.1:161",
+                measured_at=at,
+                sys_uptime_ticks=1_000_000 + step * 30_000,
+                interfaces=[uplink, other],
+            )
+        )
+        polls.append(
+            SnmpPoll(
+                device="wlc",
+                address="127.0.0.1:1161",
+                measured_at=at,
+                clients=100 + step,
+                aps_up=4,
+                aps_total=5,
+                aps=[AccessPoint(key="00:11:22:33:44:55", name="Library", clients=40 + step)],
+            )
+        )
+    _post(collector, token, *polls)
+    body = httpx.get(f"{collector.url}/api/v1/schools/{school}/readiness").json()
+    [uplink_peak] = body["uplinks"]
+    assert uplink_peak["role"] == "internet" and uplink_peak["ifname"] == "Gi0/0/0"
+    assert uplink_peak["rates"] == 20 and uplink_peak["gaps"] == 0
+    assert uplink_peak["p95_in_mbps"] == pytest.approx(10)
+    assert uplink_peak["p95_out_mbps"] == pytest.approx(5)
+    assert uplink_peak["max_mbps"] == pytest.approx(200)
+    assert uplink_peak["p95_utilisation"] == pytest.approx(0.01)
+    assert uplink_peak["suggested_mbps"] == pytest.approx(13.5)
+    [wifi] = body["wifi"]
+    assert wifi["device"] == "wlc" and wifi["polls"] == 21
+    assert wifi["max_clients"] == 120 and wifi["p95_clients"] == 119
+    assert (wifi["aps_up"], wifi["aps_total"]) == (4, 5)
+    assert (wifi["busiest_ap"], wifi["busiest_ap_clients"]) == ("Library", 60)
