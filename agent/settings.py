@@ -157,9 +157,11 @@ class OnNetSettings(_Section):
 class UplinkSettings(_Section):
     """The school's uplink, checked for traffic before each throughput test (`agent.uplink`)."""
 
-    # The name of one of `devices`, and the uplink's ifIndex on it.
+    # The name of one of `devices`, and the uplink's ifIndex on it; without an ifIndex, the
+    # device's uplink of this role (`devices[].uplinks`, which must then be an ifIndex).
     device: str = Field(min_length=1, max_length=64)
-    ifindex: int = Field(ge=1, le=2**31 - 1)
+    ifindex: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    role: UplinkRole = "internet"
     # Busy when either direction carries more than this share of the link speed...
     busy_fraction: float = Field(default=0.3, gt=0, le=1)
     # ...or more than this many bits per second (for links whose speed the device misreports).
@@ -218,8 +220,22 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _uplink_is_a_device(self) -> AgentSettings:
-        if self.uplink is not None and self.uplink.device not in {d.name for d in self.devices}:
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ValueError("devices: two devices have the same name")
+        if self.uplink is None:
+            return self
+        if self.uplink.device not in names:
             raise ValueError(f"uplink.device {self.uplink.device!r} is not one of devices")
+        if self.uplink.ifindex is None:
+            device = self.devices[names.index(self.uplink.device)]
+            ref = device.uplinks.get(self.uplink.role)
+            if not isinstance(ref, int):
+                raise ValueError(
+                    f"uplink.ifindex is not set and device {device.name!r} has no "
+                    f"uplinks.{self.uplink.role} ifIndex (a number) to take it from"
+                )
+            self.uplink = self.uplink.model_copy(update={"ifindex": ref})
         return self
 
     @classmethod

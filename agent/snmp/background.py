@@ -18,6 +18,8 @@ IF_HIGH_SPEED = "1.3.6.1.2.1.31.1.1.1.15"  # Mbit/s
 
 async def measure_background(device: DeviceSettings, settings: UplinkSettings) -> Background:
     """Two counter readings `sample_s` apart. Raises ProbeError when they cannot give a rate."""
+    if settings.ifindex is None:  # AgentSettings fills it in from the device's uplink roles
+        raise ProbeError(f"{device.name}: the uplink has no ifIndex")
     oids = [f"{column}.{settings.ifindex}" for column in (IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS)]
     speed_oid = f"{IF_HIGH_SPEED}.{settings.ifindex}"
     async with open_session(device) as session:

@@ -6,9 +6,10 @@ import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent.errors import ConfigError
-from agent.settings import load_settings
+from agent.settings import AgentSettings, load_settings
 
 GOOD = """
 collector_url: http://127.0.0.1:8080/
@@ -108,3 +109,13 @@ def test_config_errors_never_quote_a_secret(tmp_path: Path, text: str, key: str)
     assert SECRET not in str(caught.value)
     # Nor in a traceback of it: pydantic's own message repeats the input (`input_value=...`).
     assert SECRET not in "".join(traceback.format_exception(caught.value))
+
+
+def test_the_uplink_check_takes_its_ifindex_from_the_device_roles() -> None:
+    device = {"name": "edge", "address": "127.0.0.1", "uplinks": {"internet": 3, "wan": "Gi0/2"}}
+    settings = AgentSettings(token="t0ken", devices=[device], uplink={"device": "edge"})
+    assert settings.uplink is not None and settings.uplink.ifindex == 3
+    with pytest.raises(ValidationError, match=r"no uplinks\.wan ifIndex"):
+        AgentSettings(token="t0ken", devices=[device], uplink={"device": "edge", "role": "wan"})
+    with pytest.raises(ValidationError, match="two devices have the same name"):
+        AgentSettings(token="t0ken", devices=[device, device])
