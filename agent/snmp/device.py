@@ -4,7 +4,9 @@ A poll makes three or four requests whatever the profile: one GET of sysDescr, s
 sysUpTime; one GET of the candidate profiles' probe OIDs when a match needs one; one GETBULK walk
 of every column the profile needs (interfaces, AP and SSID tables, summed columns) together; one
 GET of the profile's scalar totals. The whole poll runs under the device's time budget, and
-everything that goes wrong becomes a poll with `error`: a dead device is data.
+everything that goes wrong becomes a poll with `error`: a dead device is data. A controller with
+more rows than a poll may carry (`agent.wire.MAX_*_PER_POLL`) keeps its totals and the first
+rows (interfaces with an uplink role always).
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import asyncio
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent.errors import ConfigError, DeviceError, DeviceUnreachable
 from agent.redact import error_text
 from agent.settings import DeviceSettings
 from agent.snmp.profile import DeviceProfile, ProfileSet, Source
 from agent.snmp.readout import read_interfaces, read_wifi
 from agent.snmp.walk import SnmpSession, endpoint, get_scalars, open_session, walk_columns
-from agent.wire import UINT32_MAX, SnmpPoll
+from agent.wire import (
+    MAX_APS_PER_POLL,
+    MAX_INTERFACES_PER_POLL,
+    MAX_SSIDS_PER_POLL,
+    UINT32_MAX,
+    InterfaceCounters,
+    SnmpPoll,
+)
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"  # SNMPv2-MIB::sysDescr.0
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"  # SNMPv2-MIB::sysObjectID.0
@@ -50,6 +61,13 @@ async def poll_device(
         # A forced profile that is not loaded (snmp_round checks first; SnmpProbe does not).
         error = error_text(f"{device.name} ({address}): {exc}", device.auth.secrets())
         return SnmpPoll(device=device.name, address=address, error=error)
+    except ValidationError as exc:
+        # The readout keeps every value inside the wire's types; should one slip through, this
+        # device's poll says so instead of failing the round.
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        error = f"{device.name} ({address}): an answer does not fit a poll: {where}: {first['msg']}"
+        return SnmpPoll(device=device.name, address=address, error=error_text(error, ()))
     return poll.model_copy(update={"duration_s": round(time.monotonic() - started, 6)})
 
 
@@ -67,6 +85,7 @@ async def _poll(
     interfaces = []
     if profile.walk_interfaces:
         interfaces = read_interfaces(table, profiles.interfaces(profile), device.uplinks)
+        interfaces = _first_interfaces(interfaces)
     wifi = read_wifi(table, scalars, profile)
     uptime = system[SYS_UPTIME]
     return SnmpPoll(
@@ -79,9 +98,18 @@ async def _poll(
         clients=wifi.clients,
         aps_up=wifi.aps_up,
         aps_total=wifi.aps_total,
-        aps=wifi.aps,
-        ssids=wifi.ssids,
+        aps=wifi.aps[:MAX_APS_PER_POLL],
+        ssids=wifi.ssids[:MAX_SSIDS_PER_POLL],
     )
+
+
+def _first_interfaces(rows: list[InterfaceCounters]) -> list[InterfaceCounters]:
+    """At most MAX_INTERFACES_PER_POLL rows, the uplinks (rows with a role) among them."""
+    if len(rows) <= MAX_INTERFACES_PER_POLL:
+        return rows
+    roles = [row for row in rows if row.role is not None]
+    rest = [row for row in rows if row.role is None][: MAX_INTERFACES_PER_POLL - len(roles)]
+    return sorted([*roles, *rest], key=lambda row: row.ifindex)
 
 
 async def _profile(

@@ -16,7 +16,7 @@ from typing import Literal
 from agent.settings import UplinkRole
 from agent.snmp.profile import DeviceProfile, Interfaces, KeyFormat, Source, Table
 from agent.snmp.walk import SnmpValue
-from agent.wire import UINT32_MAX, UINT64_MAX, AccessPoint, InterfaceCounters, Ssid
+from agent.wire import INT31_MAX, UINT32_MAX, UINT64_MAX, AccessPoint, InterfaceCounters, Ssid
 
 ColumnRows = Mapping[str, Mapping[str, SnmpValue]]
 # A row's cells: label (name, clients, up, or a profile's own label) → value.
@@ -40,8 +40,14 @@ def read_interfaces(
     An uplink given as a string marks the interface whose ifName or ifDescr (any of the
     profile's name columns) is that string."""
     wanted = columns.columns()
+    # An ifIndex is 1..2**31-1 (IF-MIB); anything else in a column is not an interface row.
     indexes = sorted(
-        {int(suffix) for oid in wanted for suffix in table.get(oid, {}) if suffix.isdigit()}
+        {
+            int(suffix)
+            for oid in wanted
+            for suffix in table.get(oid, {})
+            if suffix.isdigit() and 0 < int(suffix) <= INT31_MAX
+        }
     )
     rows = [_interface(table, columns, ifindex) for ifindex in indexes]
     if not uplinks:
@@ -70,7 +76,7 @@ def _interface(table: ColumnRows, columns: Interfaces, ifindex: int) -> Interfac
     speed_mbps = _count(cell(columns.speed_mbps), UINT32_MAX)
     if speed_mbps is None and (speed_bps := _count(cell(columns.speed_bps))) is not None:
         # IF-MIB rounds ifHighSpeed to the nearest Mbit/s; do the same for ifSpeed.
-        speed_mbps = (speed_bps + 500_000) // 1_000_000
+        speed_mbps = _count((speed_bps + 500_000) // 1_000_000, UINT32_MAX)
     names = [_text(cell(column)) for column in columns.name]
     return InterfaceCounters(
         ifindex=ifindex,
@@ -109,14 +115,16 @@ def read_wifi(
     table: ColumnRows, scalars: Mapping[str, SnmpValue | None], profile: DeviceProfile
 ) -> WifiReadout:
     """The profile's totals and rows. A total the device does not give is derived: clients as
-    the sum over SSIDs (else APs), aps_up as APs up (else APs listed), aps_total as APs listed
-    when their status is known."""
+    the sum over SSIDs (else, when they carry no counts, over APs), aps_up as APs up (else APs
+    listed), aps_total as APs listed when their status is known."""
     aps = _access_points(table, profile.aps) if profile.aps else []
     ssids = _ssids(table, profile.ssids) if profile.ssids else []
     totals = profile.totals
     clients = _total(totals.clients, table, scalars)
     if clients is None:
-        clients = _sum([s.clients for s in ssids]) if ssids else _sum([a.clients for a in aps])
+        clients = _sum([s.clients for s in ssids])
+    if clients is None:
+        clients = _sum([a.clients for a in aps])
     statuses = [a.up for a in aps if a.up is not None]
     aps_up = _total(totals.aps_up, table, scalars)
     if aps_up is None and aps:
@@ -207,7 +215,8 @@ def _key(suffix: str, arcs: int | None, key_format: KeyFormat) -> str:
         return ":".join(f"{n:02x}" for n in numbers)
     if key_format == "string" and numbers and numbers[0] == len(numbers) - 1:
         text = bytes(n for n in numbers[1:] if n < 256).decode("utf-8", "replace")
-        if text.isprintable():
+        # A zero-length string index stays raw ("0"): a row key is never empty.
+        if text and text.isprintable():
             return text
     return ".".join(parts)
 
