@@ -54,7 +54,7 @@ DETAIL_JOB = "readynet-detail"
 SCHOOL = "Lincoln Elementary"
 OTHER_SCHOOL = "Washington Middle"
 DISTRICT = "Springfield USD"
-RULES = 13
+RULES = 15
 # Grafana's macros, with the values a short test window calls for.
 GRAFANA_MACROS = {
     "$__rate_interval": "1m",
@@ -246,13 +246,17 @@ def _fill(collector: RunningCollector) -> Filled:
             address="127.0.0.1:161",
             measured_at=at,
             sys_uptime_ticks=ticks,
+            profile="cisco_ios",
             interfaces=[
                 InterfaceCounters(
                     ifindex=1,
                     name="Gi0/1",
                     octets_in=octets,
                     octets_out=2 * octets,
+                    counter_bits=64,
                     speed_mbps=1000,
+                    oper_status=1,
+                    role="internet",
                 )
             ],
         )
@@ -261,6 +265,15 @@ def _fill(collector: RunningCollector) -> Filled:
             (now - timedelta(minutes=10), 160_000, 5_000_000),
         )
     ]
+    controller = SnmpPoll(
+        device="wlc",
+        address="127.0.0.1:2161",
+        measured_at=now - timedelta(minutes=5),
+        profile="cisco_wlc",
+        clients=23,
+        aps_up=4,
+        aps_total=5,
+    )
     failed = SnmpPoll(
         device="ap",
         address="127.0.0.1:1161",
@@ -270,7 +283,7 @@ def _fill(collector: RunningCollector) -> Filled:
     response = httpx.post(
         f"{collector.url}/api/v1/results",
         content=Batch(
-            measurements=[*tests, internet, latency, *core_polls, failed]
+            measurements=[*tests, internet, latency, *core_polls, controller, failed]
         ).model_dump_json(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
