@@ -19,12 +19,17 @@ from agent.probes.base import ProbeResult
 from agent.redact import redact
 from agent.schedule.policy import TestPolicy
 from agent.settings import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
+from agent.snmp import probe_cli
 from agent.uploader import deliver
 from agent.wire import ThroughputTest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "standalone"):
+        # A technician's command that needs no agent.yaml and no token (`snmp probe`).
+        standalone: int = args.standalone(args)
+        return standalone
     try:
         # load_settings never quotes a value, so its errors need no redaction.
         settings = load_settings(args.config)
@@ -56,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
             default=DEFAULT_CONFIG_PATH,
             help=f"agent.yaml (default: {DEFAULT_CONFIG_PATH})",
         )
+    snmp = sub.add_parser("snmp", help="SNMP tools for a technician (no agent.yaml needed)")
+    snmp_commands = snmp.add_subparsers(required=True, metavar="SNMP_COMMAND")
+    probe = snmp_commands.add_parser(
+        "probe", help="poll one device now: which profile matches, what would be reported"
+    )
+    probe_cli.add_arguments(probe)
+    probe.set_defaults(standalone=probe_cli.run)
     return parser
 
 
