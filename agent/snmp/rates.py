@@ -37,7 +37,7 @@ CLOCK_SLACK_MIN_S = 10.0
 CLOCK_SLACK_FRACTION = 0.1
 # Measured rates overshoot the nominal link speed a little (framing, poll timing).
 SPEED_SLACK = 1.1
-# With no link speed to compare with, nothing a school runs carries more than 1 Tbit/s.
+# Nothing a school runs carries more than 1 Tbit/s: a faster rate is a counter that jumped.
 MAX_UNKNOWN_SPEED_BPS = 1e12
 
 NoRateReason = Literal[
@@ -298,20 +298,22 @@ def _flow(
             f"The 64-bit {direction} counter went back from {old} to {new}: it was reset.",
         )
     bps = delta * 8 / elapsed_s
-    ceiling_bps = MAX_UNKNOWN_SPEED_BPS if limit_bps is None else limit_bps * SPEED_SLACK
-    if bps <= ceiling_bps:
-        return _Flow(bps, wrapped)
-    if wrapped and limit_bps is not None:
+    # The link speed only decides whether a counter that went back wrapped once or was reset.
+    # A counter that went forward is trusted up to 1 Tbit/s whatever ifHighSpeed says: devices
+    # misreport it (Linux lo and RouterOS PPPoE say 10 Mbit/s, RouterOS radios 50).
+    if wrapped and limit_bps is not None and bps > limit_bps * SPEED_SLACK:
         return NoRate(
             "counter_reset",
             f"The 32-bit {direction} counter went back from {old} to {new}; one wrap would mean "
             f"{_mbps(bps)}, beyond the {_mbps(limit_bps)} link, so it was reset.",
         )
-    return NoRate(
-        "implausible",
-        f"The {direction} counter gives {_mbps(bps)}, above the {_mbps(ceiling_bps)} "
-        "a rate can be trusted up to.",
-    )
+    if bps > MAX_UNKNOWN_SPEED_BPS:
+        return NoRate(
+            "implausible",
+            f"The {direction} counter gives {_mbps(bps)}, above the "
+            f"{_mbps(MAX_UNKNOWN_SPEED_BPS)} a rate can be trusted up to.",
+        )
+    return _Flow(bps, wrapped)
 
 
 def _utilisation(flow: _Flow | None, limit_bps: float | None) -> float | None:
