@@ -64,7 +64,9 @@ class SnmpAuth(_Section):
     security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "authPriv"
     auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
     auth_key: SecretStr | None = None
-    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] = "AES"
+    # AES192/AES256 extend the key as RFC drafts and net-snmp's AES-192/AES-256 do (Blumenthal);
+    # AES192C/AES256C as Cisco and net-snmp's AES-192-C/AES-256-C do (Reeder).
+    priv_protocol: Literal["DES", "AES", "AES192", "AES256", "AES192C", "AES256C"] = "AES"
     priv_key: SecretStr | None = None
     context: str = Field(default="", max_length=32)
 

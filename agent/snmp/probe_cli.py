@@ -137,8 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--v3-priv-proto",
         metavar="PROTO",
         type=_one_of(_PRIV_PROTOCOLS),
-        help=f"{' | '.join(_PRIV_PROTOCOLS)} (default: AES; AES192/AES256 with Cisco's key "
-        "extension, net-snmp's AES-192-C / AES-256-C)",
+        help=f"{' | '.join(_PRIV_PROTOCOLS)} (default: AES; AES192/AES256 extend keys as "
+        "net-snmp's AES-192/AES-256 do, AES192C/AES256C as Cisco's and net-snmp's -C ones)",
     )
     v3.add_argument("--v3-context", metavar="CTX", help="context name (default: none)")
     parser.add_argument(

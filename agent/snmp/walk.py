@@ -33,7 +33,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_PRIV_CBC56_DES,
     USM_PRIV_CFB128_AES,
     USM_PRIV_CFB192_AES,
+    USM_PRIV_CFB192_AES_BLUMENTHAL,
     USM_PRIV_CFB256_AES,
+    USM_PRIV_CFB256_AES_BLUMENTHAL,
     USM_PRIV_NONE,
     CommunityData,
     ContextData,
@@ -75,12 +77,16 @@ _AUTH_PROTOCOLS = {
     "SHA384": USM_AUTH_HMAC256_SHA384,
     "SHA512": USM_AUTH_HMAC384_SHA512,
 }
-# AES192/256 with the key extension Cisco and net-snmp use (Reeder), not the Blumenthal draft.
+# AES192/256 extend a short key two ways: Blumenthal's draft (net-snmp's plain AES-192/AES-256)
+# and Reeder's (Cisco's, net-snmp's AES-192-C/AES-256-C); the two agree only when the auth hash
+# is long enough to need no extension (SHA-256 and up).
 _PRIV_PROTOCOLS = {
     "DES": USM_PRIV_CBC56_DES,
     "AES": USM_PRIV_CFB128_AES,
-    "AES192": USM_PRIV_CFB192_AES,
-    "AES256": USM_PRIV_CFB256_AES,
+    "AES192": USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL,
+    "AES192C": USM_PRIV_CFB192_AES,
+    "AES256C": USM_PRIV_CFB256_AES,
 }
 # What pysnmp's USM says when v3 credentials are wrong: not an unreachable device.
 _USM_FAILURES = (

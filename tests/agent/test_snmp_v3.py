@@ -61,7 +61,8 @@ async def test_each_user_polls_the_host_interfaces(
     profiles: ProfileSet,
     user: str,
 ) -> None:
-    """SHA/AES and SHA-256/AES authPriv, SHA authNoPriv, SHA/AES-256 (Cisco key extension)."""
+    """SHA/AES and SHA-256/AES authPriv, SHA authNoPriv, SHA with AES-256 as net-snmp and as Cisco
+    extend its key."""
     poll = await poll_device(snmpd_v3.device(user), profiles)
 
     assert poll.error is None
