@@ -227,7 +227,17 @@ async def walk_columns(
             if column in ended:
                 continue
             oid = tuple(int(arc) for arc in name)
+            if _is_absent(value) and rows[column] and _answered_beyond(var_binds, cursors[column]):
+                # endOfMibView for this column while the same answer holds OIDs after its
+                # cursor: a correct agent cannot do that; this one answered part of the table.
+                raise DeviceError(
+                    f"{session.label}: the device stopped answering column {column} after "
+                    f"{format_oid(cursors[column])} ({type(value).__name__}) while other "
+                    "columns went on: it answered part of the table"
+                )
             if _is_absent(value) or oid[: len(roots[column])] != roots[column]:
+                # A column dead from its first row (e.g. values the agent cannot encode) is
+                # dropped and the others walk on.
                 ended.add(column)
                 continue
             if oid <= cursors[column]:
@@ -275,6 +285,13 @@ def _decode_octets(raw: bytes) -> str:
     if all(char.isprintable() or char in "\t\r\n" for char in text):
         return text
     return "0x" + raw.hex()
+
+
+def _answered_beyond(var_binds: Sequence[Any], cursor: Oid) -> bool:
+    return any(
+        not _is_absent(value) and tuple(int(arc) for arc in name) > cursor
+        for name, value in var_binds
+    )
 
 
 def _is_absent(value: Any) -> bool:

@@ -463,6 +463,7 @@ async def test_dead_devices_do_not_delay_the_others(snmpsim: SnmpSim) -> None:
 # --- edited copies of recordings, served by a second snmpsim --------------------------------
 
 HC_GAP = range(10, 16)  # ifHCInOctets rows removed from the middle of iosxe's table
+CORRUPT_ROW = 10  # the ifIndex whose ifHCInOctets is corrupt in iosxe_corrupt
 MANY_SSIDS = MAX_SSIDS_PER_POLL + 200
 MTXR_SSID = "1.3.6.1.4.1.14988.1.1.1.3.1.4"
 MTXR_CLIENTS = "1.3.6.1.4.1.14988.1.1.1.3.1.6"
@@ -472,6 +473,20 @@ def _iosxe_with_a_gap() -> str:
     drop = tuple(f"{IF_HC_IN}.{i}|" for i in HC_GAP)
     lines = (DATA_DIR / "iosxe.snmprec").read_text(errors="surrogateescape").splitlines()
     return "\n".join(line for line in lines if not line.startswith(drop)) + "\n"
+
+
+def _iosxe_with_a_corrupt_value() -> str:
+    """ifHCInOctets.10 is not a number: snmpsim answers endOfMibView for that column there while
+    the other columns go on, as a device that answers half a table does."""
+    lines = (DATA_DIR / "iosxe.snmprec").read_text(errors="surrogateescape").splitlines()
+    corrupt = f"{IF_HC_IN}.{CORRUPT_ROW}|"
+    return (
+        "\n".join(
+            f"{corrupt[:-1]}|70|not-a-counter" if line.startswith(corrupt) else line
+            for line in lines
+        )
+        + "\n"
+    )
 
 
 def _mikrotik_with_many_ssids() -> str:
@@ -492,6 +507,9 @@ def edited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSim]:
     recordings = tmp_path_factory.mktemp("edited")
     (recordings / "iosxe_gap.snmprec").write_text(_iosxe_with_a_gap(), errors="surrogateescape")
     (recordings / "mikrotik_many.snmprec").write_text(_mikrotik_with_many_ssids())
+    (recordings / "iosxe_corrupt.snmprec").write_text(
+        _iosxe_with_a_corrupt_value(), errors="surrogateescape"
+    )
     workdir = tmp_path_factory.mktemp("edited-snmpsim")
     with run_snmpsim(recordings, workdir) as port:
         yield SnmpSim(host=LOOPBACK, port=port, data_dir=workdir / "snmprec")
@@ -513,6 +531,21 @@ async def test_rows_missing_mid_table_are_missing_values_not_an_error(
     gap_rows = [i for i in first.interfaces if i.ifindex in HC_GAP]
     assert all(r.octets_in is None and r.octets_out is not None for r in gap_rows)
     assert all(r.counter_bits == 64 for r in gap_rows)
+    _assert_healthy(rest)
+
+
+async def test_a_column_that_ends_mid_table_is_an_error_not_half_a_poll(
+    snmpsim: SnmpSim, edited: SnmpSim
+) -> None:
+    corrupt = edited.device("iosxe_corrupt", name="corrupt")
+
+    first, *rest = await snmp_round([corrupt, *_healthy(snmpsim)], [], SHIPPED_ONLY)
+
+    assert first.error is not None and first.interfaces == []
+    assert f"stopped answering column {IF_HC_IN} after {IF_HC_IN}.{CORRUPT_ROW - 1}" in (
+        first.error
+    )
+    assert "answered part of the table" in first.error
     _assert_healthy(rest)
 
 
