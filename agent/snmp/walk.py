@@ -1,7 +1,11 @@
-"""A thin typed layer over pysnmp 7 asyncio: SNMPv2c/v3 GET of scalars and multi-column table walks.
+"""SNMPv2c/v3 GET of scalars and multi-column table walks, typed.
 
-Everything here speaks numeric OIDs (``lookupMib=False``), so the Pi never loads or compiles a MIB,
-and hands back plain Python values (`int` or `str`), never pyasn1 objects. pysnmp *returns* its
+SNMPv2c is spoken here directly: a GET or GETBULK is a few BER bytes built by hand on a UDP socket
+of its own, and the answer is read straight into Python values, because pysnmp decoding it through
+pyasn1 objects cost about 60 us per varbind, most of a poll's CPU. SNMPv3 (USM keys, discovery,
+encryption) goes through pysnmp 7 asyncio, whose engine is only made when a v3 device needs it.
+Everything speaks numeric OIDs (``lookupMib=False``), so the Pi never loads or compiles a MIB, and
+hands back plain Python values (`int` or `str`), never pyasn1 objects. pysnmp *returns* its
 failures instead of raising them; this module turns them into the agent's own errors at the
 boundary: no answer becomes `DeviceUnreachable`, an SNMP error status becomes `DeviceError`.
 
@@ -14,6 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import random
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,7 +55,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     bulk_cmd,
     get_cmd,
 )
-from pysnmp.proto import errind
+from pysnmp.proto import errind, rfc1905
 from pysnmp.proto.rfc1902 import IpAddress
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 from pysnmp.smi.builder import MibBuilder
@@ -122,18 +130,40 @@ class SnmpSession:
 
 
 def new_engine() -> Any:
-    """An SNMP engine for every poll of one round (a new engine per poll costs 60-90 ms of CPU
-    and leaks); close it with `close_engine`."""
-    engine = SnmpEngine()
-    # hlapi builds a MIB view per engine on its first request (with pysmi installed, a whole MIB
-    # compiler: about 0.3-0.9 s); numeric OIDs only need the base SMI, so share one view.
-    engine.cache[_MIB_VIEW_CACHE_KEY] = _shared_mib_view()
-    return engine
+    """The SNMP engine for every poll of one round; close it with `close_engine`.
+
+    pysnmp's engine (60-90 ms of CPU and a few MB; one per poll would also leak) is only made
+    when a first SNMPv3 device needs it: SNMPv2c needs none."""
+    return _Engine()
 
 
 def close_engine(engine: Any) -> None:
-    # Without this the engine keeps its UDP socket and timer task alive after the round.
-    engine.close_dispatcher()
+    if isinstance(engine, _Engine):
+        engine.close()
+    else:
+        engine.close_dispatcher()
+
+
+class _Engine:
+    """pysnmp's SnmpEngine, made on first use."""
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+
+    def get(self) -> Any:
+        if self._engine is None:
+            engine = SnmpEngine()
+            # hlapi builds a MIB view per engine on its first request (with pysmi installed, a
+            # whole MIB compiler: 0.3-0.9 s); numeric OIDs only need the base SMI: share one.
+            engine.cache[_MIB_VIEW_CACHE_KEY] = _shared_mib_view()
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        # Without this the engine keeps its UDP socket and timer task alive after the round.
+        if self._engine is not None:
+            self._engine.close_dispatcher()
+            self._engine = None
 
 
 @asynccontextmanager
@@ -152,6 +182,8 @@ async def open_session(device: DeviceSettings, engine: Any = None) -> AsyncItera
         except PySnmpError as exc:
             reason = _redacted(device, str(exc))
             raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {reason}") from exc
+        if device.auth.version != "2c" and isinstance(engine, _Engine):
+            engine = engine.get()
         yield SnmpSession(
             device=device,
             engine=engine,
@@ -191,14 +223,11 @@ async def get_scalars(session: SnmpSession, oids: list[str]) -> dict[str, SnmpVa
     """GET `oids` in one request; an OID the device does not have maps to None."""
     if not oids:
         return {}
-    answer = await _request(
-        session, get_cmd, *(ObjectType(ObjectIdentity(oid)) for oid in oids), lookupMib=False
-    )
-    var_binds = _checked(session, answer)
+    var_binds = await _request(session, _GET, [_oid(session, oid) for oid in oids])
     if len(var_binds) != len(oids):
         raise DeviceError(f"{session.label}: asked for {len(oids)} OIDs, got {len(var_binds)}")
     return {
-        oid: None if _is_absent(value) else to_python(value)
+        oid: None if value.__class__ is _Absent else _value(value)
         for oid, (_, value) in zip(oids, var_binds, strict=True)
     }
 
@@ -213,29 +242,35 @@ async def walk_columns(
     with endOfMibView/noSuch*; the other columns keep walking. A column the device lacks maps to
     an empty dict.
     """
-    roots: dict[str, Oid] = {column: parse_oid(column) for column in dict.fromkeys(columns)}
+    roots: dict[str, Oid] = {column: _oid(session, column) for column in dict.fromkeys(columns)}
     rows: dict[str, dict[str, SnmpValue]] = {column: {} for column in roots}
     cursors: dict[str, Oid] = dict(roots)
     active = list(roots)
+    # Each request asks for as many varbinds as the first: columns that ended leave their share
+    # to the others, so the last long column is not walked 25 rows at a time.
+    budget = max_repetitions * len(active)
     while active:
-        var_binds = await _bulk(session, [cursors[column] for column in active], max_repetitions)
+        width = len(active)
+        repetitions = max(max_repetitions, budget // width)
+        var_binds = await _bulk(session, [cursors[column] for column in active], repetitions)
         ended: set[str] = set()
         # GETBULK answers row by row, one varbind per requested column; an agent may truncate
         # the last row, so a column without a varbind here simply asks again from its cursor.
-        for position, (name, value) in enumerate(var_binds):
-            column = active[position % len(active)]
+        for position, (oid, value) in enumerate(var_binds):
+            column = active[position % width]
             if column in ended:
                 continue
-            oid = tuple(int(arc) for arc in name)
-            if _is_absent(value) and rows[column] and _answered_beyond(var_binds, cursors[column]):
+            absent = value.__class__ is _Absent
+            if absent and rows[column] and _answered_beyond(var_binds, cursors[column]):
                 # endOfMibView for this column while the same answer holds OIDs after its
                 # cursor: a correct agent cannot do that; this one answered part of the table.
                 raise DeviceError(
                     f"{session.label}: the device stopped answering column {column} after "
-                    f"{format_oid(cursors[column])} ({type(value).__name__}) while other "
+                    f"{format_oid(cursors[column])} ({value}) while other "
                     "columns went on: it answered part of the table"
                 )
-            if _is_absent(value) or oid[: len(roots[column])] != roots[column]:
+            root = roots[column]
+            if absent or oid[: len(root)] != root:
                 # A column dead from its first row (e.g. values the agent cannot encode) is
                 # dropped and the others walk on.
                 ended.add(column)
@@ -246,8 +281,9 @@ async def walk_columns(
                     f"{format_oid(oid)} after {format_oid(cursors[column])}"
                 )
             cursors[column] = oid
-            rows[column][format_oid(oid[len(roots[column]) :])] = to_python(value)
-        active = [column for column in active if column not in ended]
+            rows[column][".".join(map(str, oid[len(root) :]))] = _value(value)
+        if ended:
+            active = [column for column in active if column not in ended]
     return rows
 
 
@@ -272,7 +308,7 @@ def parse_oid(oid: str) -> Oid:
 
 
 def format_oid(oid: Oid) -> str:
-    return ".".join(str(arc) for arc in oid)
+    return ".".join(map(str, oid))
 
 
 def _decode_octets(raw: bytes) -> str:
@@ -287,35 +323,306 @@ def _decode_octets(raw: bytes) -> str:
     return "0x" + raw.hex()
 
 
-def _answered_beyond(var_binds: Sequence[Any], cursor: Oid) -> bool:
-    return any(
-        not _is_absent(value) and tuple(int(arc) for arc in name) > cursor
-        for name, value in var_binds
-    )
+def _answered_beyond(var_binds: Sequence[tuple[Oid, Any]], cursor: Oid) -> bool:
+    return any(value.__class__ is not _Absent and oid > cursor for oid, value in var_binds)
 
 
 def _is_absent(value: Any) -> bool:
     return isinstance(value, (NoSuchObject, NoSuchInstance, EndOfMibView))
 
 
-async def _bulk(session: SnmpSession, start: list[Oid], max_repetitions: int) -> Sequence[Any]:
-    var_types = (ObjectType(ObjectIdentity(format_oid(oid))) for oid in start)
-    answer = await _request(session, bulk_cmd, 0, max_repetitions, *var_types, lookupMib=False)
-    var_binds = _checked(session, answer)
+class _Absent:
+    """noSuchObject, noSuchInstance or endOfMibView in an answer (named as pysnmp names them)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class _Unsupported:
+    """A value of a type the agent does not read: an error only where a GET or walk needs it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _value(value: Any) -> SnmpValue:
+    if value.__class__ is _Unsupported:
+        raise DeviceError(value.message)
+    return value  # type: ignore[no-any-return]
+
+
+def _oid(session: SnmpSession, oid: str) -> Oid:
+    try:
+        parsed = parse_oid(oid)
+    except ValueError as exc:
+        raise DeviceError(f"{session.label}: {exc}") from None
+    if len(parsed) < 2 or parsed[0] > 2 or (parsed[0] < 2 and parsed[1] >= 40):
+        raise DeviceError(f"{session.label}: not a valid OID: {oid!r}")
+    return parsed
+
+
+async def _bulk(
+    session: SnmpSession, start: list[Oid], max_repetitions: int
+) -> list[tuple[Oid, Any]]:
+    var_binds = await _request(session, _GETBULK, start, max_repetitions)
     if not var_binds:
         # An empty answer would make the walk ask the same question forever.
         raise DeviceError(f"{session.label}: empty GETBULK response")
     return var_binds
 
 
-async def _request(session: SnmpSession, command: Any, *args: Any, **options: Any) -> _Answer:
+async def _request(
+    session: SnmpSession, pdu: int, oids: Sequence[Oid], max_repetitions: int = 0
+) -> list[tuple[Oid, Any]]:
+    """One GET (`_GET`) or GETBULK (`_GETBULK`): the answer's (OID, value) pairs, each value an
+    int, a str, an `_Absent` or an `_Unsupported`."""
+    if session.device.auth.version == "2c":
+        return list(_checked(session, await _v2c_request(session, pdu, oids, max_repetitions)))
+    objects = [ObjectType(ObjectIdentity(format_oid(oid))) for oid in oids]
     try:
-        answer: _Answer = await command(
-            session.engine, session.auth, session.target, session.context, *args, **options
-        )
+        if pdu == _GETBULK:
+            answer: _Answer = await bulk_cmd(
+                session.engine,
+                session.auth,
+                session.target,
+                session.context,
+                0,
+                max_repetitions,
+                *objects,
+                lookupMib=False,
+            )
+        else:
+            answer = await get_cmd(
+                session.engine,
+                session.auth,
+                session.target,
+                session.context,
+                *objects,
+                lookupMib=False,
+            )
     except PySnmpError as exc:
         raise DeviceError(f"{session.label}: {_redacted(session.device, str(exc))}") from exc
-    return answer
+    return [(tuple(name), _from_pysnmp(value)) for name, value in _checked(session, answer)]
+
+
+def _from_pysnmp(value: Any) -> Any:
+    if _is_absent(value):
+        return _ABSENT[type(value).__name__]
+    try:
+        return to_python(value)
+    except DeviceError as exc:
+        return _Unsupported(str(exc))
+
+
+# --- SNMPv2c on the wire (RFC 3416 PDUs in BER, RFC 1901 community messages) -----------------
+
+_GET = 0xA0
+_GETBULK = 0xA5
+_RESPONSE = 0xA2
+_SEQUENCE = 0x30
+_INTEGER = 0x02
+_OCTET_STRING = 0x04
+_OBJECT_ID = 0x06
+_IP_ADDRESS = 0x40
+_OPAQUE = 0x44
+# Counter32, Gauge32 (Unsigned32), TimeTicks, Counter64: unsigned whatever their top bit.
+_UNSIGNED = frozenset((0x41, 0x42, 0x43, 0x46))
+_ABSENT = {name: _Absent(name) for name in ("NoSuchObject", "NoSuchInstance", "EndOfMibView")}
+_ABSENT_TAGS = {
+    0x80: _ABSENT["NoSuchObject"],
+    0x81: _ABSENT["NoSuchInstance"],
+    0x82: _ABSENT["EndOfMibView"],
+}
+_TYPE_NAMES = {0x05: "Null", 0x45: "NsapAddress", 0x47: "UInteger32"}
+_VERSION_2C = b"\x02\x01\x01"  # INTEGER 1
+_NULL_VALUE = b"\x05\x00"
+_MAX_DATAGRAM = 65535
+_request_ids = itertools.count(random.randrange(1, 2**30))
+
+
+class _Malformed(Exception):
+    """A datagram that is not a well-formed SNMPv2c message."""
+
+
+async def _v2c_request(
+    session: SnmpSession, pdu: int, oids: Sequence[Oid], max_repetitions: int
+) -> _Answer:
+    """Send one request, resending it `retries` times on silence; pysnmp's answer tuple.
+
+    Like pysnmp, an answer counts when its request-id matches, whichever address it comes from
+    (a router may answer from another of its addresses); anything else is ignored."""
+    request_id = next(_request_ids) & 0x7FFFFFFF or 1
+    community = session.device.auth.community.get_secret_value()
+    try:
+        community_bytes = community.encode("latin-1")  # as pyasn1 encodes a str
+    except UnicodeEncodeError:
+        community_bytes = community.encode()
+    datagram = _message(community_bytes, pdu, request_id, max_repetitions, oids)
+    target = session.target
+    address = target.transport_address
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for _attempt in range(target.retries + 1):
+            try:
+                await loop.sock_sendto(sock, datagram, address)
+            except OSError as exc:
+                raise DeviceUnreachable(f"{session.label}: {exc.strerror or exc}") from None
+            try:
+                async with asyncio.timeout(target.timeout):
+                    while True:
+                        data, _ = await loop.sock_recvfrom(sock, _MAX_DATAGRAM)
+                        answer = _response(data, request_id)
+                        if answer is not None:
+                            return answer
+            except TimeoutError:
+                continue
+    return errind.requestTimedOut, 0, 0, []
+
+
+def _message(
+    community: bytes, pdu: int, request_id: int, max_repetitions: int, oids: Sequence[Oid]
+) -> bytes:
+    # A GetRequest's error-status and error-index are 0; a GetBulkRequest's are non-repeaters
+    # (0: every OID repeats) and max-repetitions.
+    var_binds = b"".join(
+        _tlv(_SEQUENCE, _tlv(_OBJECT_ID, _oid_body(oid)) + _NULL_VALUE) for oid in oids
+    )
+    body = _integer(request_id) + _integer(0) + _integer(max_repetitions if pdu == _GETBULK else 0)
+    body += _tlv(_SEQUENCE, var_binds)
+    return _tlv(_SEQUENCE, _VERSION_2C + _tlv(_OCTET_STRING, community) + _tlv(pdu, body))
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    length = len(body)
+    if length < 0x80:
+        return bytes((tag, length)) + body
+    if length < 0x100:
+        return bytes((tag, 0x81, length)) + body
+    return bytes((tag, 0x82, length >> 8, length & 0xFF)) + body
+
+
+def _integer(value: int) -> bytes:
+    return _tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def _oid_body(oid: Oid) -> bytes:
+    out = bytearray()
+    for arc in (oid[0] * 40 + oid[1], *oid[2:]):
+        if arc < 0x80:
+            out.append(arc)
+            continue
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)
+
+
+def _header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """The tag of the BER element at `pos`, and where its contents start and end."""
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        size = length & 0x7F
+        if not 0 < size <= 4:
+            raise _Malformed
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    end = pos + length
+    if end > len(data):
+        raise _Malformed
+    return tag, pos, end
+
+
+def _response(data: bytes, request_id: int) -> _Answer | None:
+    """The answer in `data` to request `request_id`, or None if it is not one."""
+    try:
+        tag, pos, end = _header(data, 0)
+        if tag != _SEQUENCE or data[pos : pos + 3] != _VERSION_2C:
+            return None
+        tag, pos, community_end = _header(data, pos + 3)
+        tag, pos, end = _header(data, community_end)
+        if tag != _RESPONSE:
+            return None
+        numbers = []
+        for _ in range(3):  # request-id, error-status, error-index
+            tag, start, pos = _header(data, pos)
+            if tag != _INTEGER:
+                return None
+            numbers.append(int.from_bytes(data[start:pos], "big", signed=True))
+        if numbers[0] != request_id:
+            return None
+        tag, pos, end = _header(data, pos)
+        if tag != _SEQUENCE:
+            return None
+        var_binds = []
+        while pos < end:
+            tag, pos, _ = _header(data, pos)  # one varbind's SEQUENCE
+            if tag != _SEQUENCE:
+                return None
+            tag, start, pos = _header(data, pos)
+            if tag != _OBJECT_ID:
+                return None
+            oid = _arcs(data[start:pos])
+            tag, start, pos = _header(data, pos)
+            var_binds.append((oid, _decoded(tag, data[start:pos])))
+    except (IndexError, _Malformed):
+        return None
+    status = rfc1905.errorStatus.clone(numbers[1]) if numbers[1] else 0
+    return None, status, numbers[2], var_binds
+
+
+def _arcs(raw: bytes) -> Oid:
+    if not raw:
+        raise _Malformed
+    if raw.isascii():  # every sub-identifier in one byte, as in most OIDs
+        first = raw[0]
+        head = (first // 40, first % 40) if first < 80 else (2, first - 80)
+        return head + tuple(raw[1:])
+    arcs = []
+    arc = 0
+    for byte in raw:
+        arc = (arc << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            arcs.append(arc)
+            arc = 0
+    if raw[-1] & 0x80:
+        raise _Malformed
+    first = arcs[0]
+    head = (first // 40, first % 40) if first < 80 else (2, first - 80)
+    return head + tuple(arcs[1:])
+
+
+def _decoded(tag: int, raw: bytes) -> Any:
+    """One value as `to_python` would give it (`_Absent`, `_Unsupported` for the rest)."""
+    if tag in _UNSIGNED:
+        return int.from_bytes(raw, "big")
+    if tag == _OCTET_STRING or tag == _OPAQUE:
+        return _decode_octets(raw)
+    if tag == _INTEGER:
+        return int.from_bytes(raw, "big", signed=True)
+    if tag == _OBJECT_ID:
+        return format_oid(_arcs(raw))
+    if tag == _IP_ADDRESS:
+        if len(raw) != 4:
+            raise _Malformed
+        return socket.inet_ntoa(raw)
+    absent = _ABSENT_TAGS.get(tag)
+    if absent is not None:
+        return absent
+    name = _TYPE_NAMES.get(tag, f"tag 0x{tag:02x}")
+    return _Unsupported(f"unsupported SNMP value type {name}: {raw!r}")
 
 
 def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
