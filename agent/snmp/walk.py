@@ -223,7 +223,7 @@ async def get_scalars(session: SnmpSession, oids: list[str]) -> dict[str, SnmpVa
     """GET `oids` in one request; an OID the device does not have maps to None."""
     if not oids:
         return {}
-    var_binds = await _request(session, _GET, [_oid(session, oid) for oid in oids])
+    var_binds = await _request(session, _GET, [_oid_body(_oid(session, oid)) for oid in oids])
     if len(var_binds) != len(oids):
         raise DeviceError(f"{session.label}: asked for {len(oids)} OIDs, got {len(var_binds)}")
     return {
@@ -242,9 +242,13 @@ async def walk_columns(
     with endOfMibView/noSuch*; the other columns keep walking. A column the device lacks maps to
     an empty dict.
     """
-    roots: dict[str, Oid] = {column: _oid(session, column) for column in dict.fromkeys(columns)}
+    # OIDs stay in their BER encoding (the bytes after tag and length) from answer to next
+    # request: a prefix of the bytes is a prefix of the arcs, so the subtree test is a
+    # startswith, and only a row's index after its column is decoded, for order and key.
+    roots = {column: _oid_body(_oid(session, column)) for column in dict.fromkeys(columns)}
     rows: dict[str, dict[str, SnmpValue]] = {column: {} for column in roots}
-    cursors: dict[str, Oid] = dict(roots)
+    cursors: dict[str, bytes] = dict(roots)
+    indexes: dict[str, Oid] = dict.fromkeys(roots, ())  # the cursor's arcs after root
     active = list(roots)
     # Each request asks for as many varbinds as the first: columns that ended leave their share
     # to the others, so the last long column is not walked 25 rows at a time.
@@ -266,22 +270,25 @@ async def walk_columns(
                 # cursor: a correct agent cannot do that; this one answered part of the table.
                 raise DeviceError(
                     f"{session.label}: the device stopped answering column {column} after "
-                    f"{format_oid(cursors[column])} ({value}) while other "
+                    f"{_dotted(cursors[column])} ({value}) while other "
                     "columns went on: it answered part of the table"
                 )
             root = roots[column]
-            if absent or oid[: len(root)] != root:
+            if absent or not oid.startswith(root):
                 # A column dead from its first row (e.g. values the agent cannot encode) is
                 # dropped and the others walk on.
                 ended.add(column)
                 continue
-            if oid <= cursors[column]:
+            tail = oid[len(root) :]
+            index = tuple(tail) if tail.isascii() else _sub_identifiers(tail)
+            if index <= indexes[column]:
                 raise DeviceError(
                     f"{session.label}: OID not increasing in column {column}: "
-                    f"{format_oid(oid)} after {format_oid(cursors[column])}"
+                    f"{_dotted(oid)} after {_dotted(cursors[column])}"
                 )
             cursors[column] = oid
-            rows[column][".".join(map(str, oid[len(root) :]))] = _value(value)
+            indexes[column] = index
+            rows[column][".".join(map(str, index))] = _value(value)
         if ended:
             active = [column for column in active if column not in ended]
     return rows
@@ -318,13 +325,17 @@ def _decode_octets(raw: bytes) -> str:
         text = raw.rstrip(b"\x00").decode("utf-8")
     except UnicodeDecodeError:
         return "0x" + raw.hex()
-    if all(char.isprintable() or char in "\t\r\n" for char in text):
+    if text.isprintable() or text.translate(_WHITESPACE).isprintable():
         return text
     return "0x" + raw.hex()
 
 
-def _answered_beyond(var_binds: Sequence[tuple[Oid, Any]], cursor: Oid) -> bool:
-    return any(value.__class__ is not _Absent and oid > cursor for oid, value in var_binds)
+_WHITESPACE = str.maketrans("", "", "\t\r\n")
+
+
+def _answered_beyond(var_binds: Sequence[tuple[bytes, Any]], cursor: bytes) -> bool:
+    after = _arcs(cursor)
+    return any(value.__class__ is not _Absent and _arcs(oid) > after for oid, value in var_binds)
 
 
 def _is_absent(value: Any) -> bool:
@@ -369,8 +380,8 @@ def _oid(session: SnmpSession, oid: str) -> Oid:
 
 
 async def _bulk(
-    session: SnmpSession, start: list[Oid], max_repetitions: int
-) -> list[tuple[Oid, Any]]:
+    session: SnmpSession, start: list[bytes], max_repetitions: int
+) -> list[tuple[bytes, Any]]:
     var_binds = await _request(session, _GETBULK, start, max_repetitions)
     if not var_binds:
         # An empty answer would make the walk ask the same question forever.
@@ -379,13 +390,13 @@ async def _bulk(
 
 
 async def _request(
-    session: SnmpSession, pdu: int, oids: Sequence[Oid], max_repetitions: int = 0
-) -> list[tuple[Oid, Any]]:
-    """One GET (`_GET`) or GETBULK (`_GETBULK`): the answer's (OID, value) pairs, each value an
-    int, a str, an `_Absent` or an `_Unsupported`."""
+    session: SnmpSession, pdu: int, oids: Sequence[bytes], max_repetitions: int = 0
+) -> list[tuple[bytes, Any]]:
+    """One GET (`_GET`) or GETBULK (`_GETBULK`) of BER-encoded OIDs: the answer's (BER OID,
+    value) pairs, each value an int, a str, an `_Absent` or an `_Unsupported`."""
     if session.device.auth.version == "2c":
         return list(_checked(session, await _v2c_request(session, pdu, oids, max_repetitions)))
-    objects = [ObjectType(ObjectIdentity(format_oid(oid))) for oid in oids]
+    objects = [ObjectType(ObjectIdentity(_dotted(oid))) for oid in oids]
     try:
         if pdu == _GETBULK:
             answer: _Answer = await bulk_cmd(
@@ -409,7 +420,9 @@ async def _request(
             )
     except PySnmpError as exc:
         raise DeviceError(f"{session.label}: {_redacted(session.device, str(exc))}") from exc
-    return [(tuple(name), _from_pysnmp(value)) for name, value in _checked(session, answer)]
+    return [
+        (_oid_body(tuple(name)), _from_pysnmp(value)) for name, value in _checked(session, answer)
+    ]
 
 
 def _from_pysnmp(value: Any) -> Any:
@@ -452,7 +465,7 @@ class _Malformed(Exception):
 
 
 async def _v2c_request(
-    session: SnmpSession, pdu: int, oids: Sequence[Oid], max_repetitions: int
+    session: SnmpSession, pdu: int, oids: Sequence[bytes], max_repetitions: int
 ) -> _Answer:
     """Send one request, resending it `retries` times on silence; pysnmp's answer tuple.
 
@@ -488,13 +501,11 @@ async def _v2c_request(
 
 
 def _message(
-    community: bytes, pdu: int, request_id: int, max_repetitions: int, oids: Sequence[Oid]
+    community: bytes, pdu: int, request_id: int, max_repetitions: int, oids: Sequence[bytes]
 ) -> bytes:
     # A GetRequest's error-status and error-index are 0; a GetBulkRequest's are non-repeaters
     # (0: every OID repeats) and max-repetitions.
-    var_binds = b"".join(
-        _tlv(_SEQUENCE, _tlv(_OBJECT_ID, _oid_body(oid)) + _NULL_VALUE) for oid in oids
-    )
+    var_binds = b"".join(_tlv(_SEQUENCE, _tlv(_OBJECT_ID, oid) + _NULL_VALUE) for oid in oids)
     body = _integer(request_id) + _integer(0) + _integer(max_repetitions if pdu == _GETBULK else 0)
     body += _tlv(_SEQUENCE, var_binds)
     return _tlv(_SEQUENCE, _VERSION_2C + _tlv(_OCTET_STRING, community) + _tlv(pdu, body))
@@ -546,7 +557,8 @@ def _header(data: bytes, pos: int) -> tuple[int, int, int]:
 
 
 def _response(data: bytes, request_id: int) -> _Answer | None:
-    """The answer in `data` to request `request_id`, or None if it is not one."""
+    """The answer in `data` to request `request_id`, or None if it is not one. OIDs are left
+    in BER (`_arcs` decodes one); on an error status they are decoded for the message."""
     try:
         tag, pos, end = _header(data, 0)
         if tag != _SEQUENCE or data[pos : pos + 3] != _VERSION_2C:
@@ -568,40 +580,70 @@ def _response(data: bytes, request_id: int) -> _Answer | None:
             return None
         var_binds = []
         while pos < end:
-            tag, pos, _ = _header(data, pos)  # one varbind's SEQUENCE
-            if tag != _SEQUENCE:
+            # SEQUENCE { OBJECT IDENTIFIER, value }, read inline for short lengths (< 128
+            # bytes, nearly every varbind): this loop runs once per varbind of a poll.
+            if data[pos] != _SEQUENCE:
                 return None
-            tag, start, pos = _header(data, pos)
-            if tag != _OBJECT_ID:
+            if data[pos + 1] < 0x80:
+                pos += 2
+            else:
+                tag, pos, _ = _header(data, pos)
+            if data[pos] != _OBJECT_ID:
                 return None
-            oid = _arcs(data[start:pos])
-            tag, start, pos = _header(data, pos)
+            length = data[pos + 1]
+            if length < 0x80:
+                start = pos + 2
+                pos = start + length
+            else:
+                tag, start, pos = _header(data, pos)
+            if pos == start or data[pos - 1] & 0x80:
+                raise _Malformed  # no arcs, or the last one unfinished
+            oid = data[start:pos]
+            tag = data[pos]
+            length = data[pos + 1]
+            if length < 0x80:
+                start = pos + 2
+                pos = start + length
+            else:
+                tag, start, pos = _header(data, pos)
+            if pos > end:
+                raise _Malformed
             var_binds.append((oid, _decoded(tag, data[start:pos])))
+        if numbers[1]:
+            # The error names the OID at error-index: decoded for its message.
+            named = [(_arcs(oid), value) for oid, value in var_binds]
+            return None, rfc1905.errorStatus.clone(numbers[1]), numbers[2], named
     except (IndexError, _Malformed):
         return None
-    status = rfc1905.errorStatus.clone(numbers[1]) if numbers[1] else 0
-    return None, status, numbers[2], var_binds
+    return None, 0, numbers[2], var_binds
 
 
 def _arcs(raw: bytes) -> Oid:
+    """The arcs of an OID from its BER contents."""
     if not raw:
         raise _Malformed
-    if raw.isascii():  # every sub-identifier in one byte, as in most OIDs
-        first = raw[0]
-        head = (first // 40, first % 40) if first < 80 else (2, first - 80)
-        return head + tuple(raw[1:])
-    arcs = []
-    arc = 0
-    for byte in raw:
-        arc = (arc << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            arcs.append(arc)
-            arc = 0
-    if raw[-1] & 0x80:
+    arcs = tuple(raw) if raw.isascii() else _sub_identifiers(raw)
+    first = arcs[0]  # the first two arcs share one sub-identifier
+    return ((first // 40, first % 40) if first < 80 else (2, first - 80)) + arcs[1:]
+
+
+def _sub_identifiers(raw: bytes) -> Oid:
+    # Base 128, high bit set on every byte but a sub-identifier's last.
+    if raw and raw[-1] & 0x80:
         raise _Malformed
-    first = arcs[0]
-    head = (first // 40, first % 40) if first < 80 else (2, first - 80)
-    return head + tuple(arcs[1:])
+    values = []
+    value = 0
+    for byte in raw:
+        if byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            values.append((value << 7) | byte)
+            value = 0
+    return tuple(values)
+
+
+def _dotted(oid: bytes) -> str:
+    return format_oid(_arcs(oid))
 
 
 def _decoded(tag: int, raw: bytes) -> Any:
