@@ -175,6 +175,9 @@ def _ssids(table: ColumnRows, spec: Table) -> list[Ssid]:
 def _rows(table: ColumnRows, spec: Table) -> dict[str, _Row]:
     """Row key → cells; counts in a deeper-indexed column (per radio) add up into their row."""
     rows: dict[str, _Row] = {}
+    # Each column repeats the same index suffixes: parse each once (most of a big controller's
+    # readout went to parsing them again).
+    keys: dict[str, str] = {}
     cells = [
         *(("name", column) for column in spec.name),
         ("clients", spec.clients),
@@ -185,7 +188,9 @@ def _rows(table: ColumnRows, spec: Table) -> dict[str, _Row]:
         if column is None:
             continue
         for suffix, value in table.get(column.oid, {}).items():
-            key = _key(suffix, spec.key_arcs, spec.key_format)
+            key = keys.get(suffix)
+            if key is None:
+                key = keys[suffix] = _key(suffix, spec.key_arcs, spec.key_format)
             row = rows.setdefault(key, {})
             if label == "name":
                 # The first name column that names the row wins (its first radio's, per radio).
