@@ -3,7 +3,8 @@
 SNMPv2c is spoken here directly: a GET or GETBULK is a few BER bytes built by hand on a UDP socket
 of its own, and the answer is read straight into Python values, because pysnmp decoding it through
 pyasn1 objects cost about 60 us per varbind, most of a poll's CPU. SNMPv3 (USM keys, discovery,
-encryption) goes through pysnmp 7 asyncio, whose engine is only made when a v3 device needs it.
+encryption) goes through pysnmp 7 asyncio (`agent.snmp.v3`), which is only imported, and whose
+engine is only made, when a v3 device needs it: a poller of SNMPv2c devices never loads pysnmp.
 Everything speaks numeric OIDs (``lookupMib=False``), so the Pi never loads or compiles a MIB, and
 hands back plain Python values (`int` or `str`), never pyasn1 objects. pysnmp *returns* its
 failures instead of raising them; this module turns them into the agent's own errors at the
@@ -25,45 +26,11 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
-
-from pyasn1.type import univ
-from pysnmp.error import PySnmpError
-from pysnmp.hlapi.v3arch.asyncio import (
-    USM_AUTH_HMAC96_MD5,
-    USM_AUTH_HMAC96_SHA,
-    USM_AUTH_HMAC128_SHA224,
-    USM_AUTH_HMAC192_SHA256,
-    USM_AUTH_HMAC256_SHA384,
-    USM_AUTH_HMAC384_SHA512,
-    USM_AUTH_NONE,
-    USM_PRIV_CBC56_DES,
-    USM_PRIV_CFB128_AES,
-    USM_PRIV_CFB192_AES,
-    USM_PRIV_CFB192_AES_BLUMENTHAL,
-    USM_PRIV_CFB256_AES,
-    USM_PRIV_CFB256_AES_BLUMENTHAL,
-    USM_PRIV_NONE,
-    CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-    bulk_cmd,
-    get_cmd,
-)
-from pysnmp.proto import errind, rfc1905
-from pysnmp.proto.rfc1902 import IpAddress
-from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
-from pysnmp.smi.builder import MibBuilder
-from pysnmp.smi.view import MibViewController
 
 from agent.errors import DeviceError, DeviceUnreachable
 from agent.redact import redact
-from agent.settings import DeviceSettings, SnmpAuth
+from agent.settings import DeviceSettings
 
 SnmpValue = int | str
 Oid = tuple[int, ...]
@@ -71,41 +38,29 @@ Oid = tuple[int, ...]
 # pysnmp's answer to one request: (errorIndication, errorStatus, errorIndex, varBinds).
 _Answer = tuple[Any, Any, Any, Sequence[Any]]
 
-# The engine.cache key where pysnmp.hlapi.varbinds looks for the engine's MibViewController. If a
-# pysnmp release renames it, polls only get slower (a MIB view per engine), not wrong.
-_MIB_VIEW_CACHE_KEY = "mibViewController"
-
-# mpModel=1 is SNMPv2c (v1 is not offered: it has no Counter64 and no GETBULK).
-_SNMP_V2C = 1
-_AUTH_PROTOCOLS = {
-    "MD5": USM_AUTH_HMAC96_MD5,
-    "SHA": USM_AUTH_HMAC96_SHA,
-    "SHA224": USM_AUTH_HMAC128_SHA224,
-    "SHA256": USM_AUTH_HMAC192_SHA256,
-    "SHA384": USM_AUTH_HMAC256_SHA384,
-    "SHA512": USM_AUTH_HMAC384_SHA512,
-}
-# AES192/256 extend a short key two ways: Blumenthal's draft (net-snmp's plain AES-192/AES-256)
-# and Reeder's (Cisco's, net-snmp's AES-192-C/AES-256-C); the two agree only when the auth hash
-# is long enough to need no extension (SHA-256 and up).
-_PRIV_PROTOCOLS = {
-    "DES": USM_PRIV_CBC56_DES,
-    "AES": USM_PRIV_CFB128_AES,
-    "AES192": USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES192C": USM_PRIV_CFB192_AES,
-    "AES256C": USM_PRIV_CFB256_AES,
-}
-# What pysnmp's USM says when v3 credentials are wrong: not an unreachable device.
-_USM_FAILURES = (
-    errind.UnknownUserName,
-    errind.UnknownSecurityName,
-    errind.WrongDigest,
-    errind.DecryptionError,
-    errind.AuthenticationError,
-    errind.AuthenticationFailure,
-    errind.UnsupportedSecurityLevel,
-    errind.NotInTimeWindow,
+# What a v2c request that got no answer reports, in pysnmp's words (its errind.requestTimedOut).
+_TIMED_OUT = "No SNMP response received before timeout"
+# RFC 3416 error-status values, named as pysnmp names them (rfc1905.errorStatus).
+_ERROR_STATUS_NAMES = (
+    "noError",
+    "tooBig",
+    "noSuchName",
+    "badValue",
+    "readOnly",
+    "genErr",
+    "noAccess",
+    "wrongType",
+    "wrongLength",
+    "wrongEncoding",
+    "wrongValue",
+    "noCreation",
+    "inconsistentValue",
+    "resourceUnavailable",
+    "commitFailed",
+    "undoFailed",
+    "authorizationError",
+    "notWritable",
+    "inconsistentName",
 )
 
 
@@ -152,11 +107,9 @@ class _Engine:
 
     def get(self) -> Any:
         if self._engine is None:
-            engine = SnmpEngine()
-            # hlapi builds a MIB view per engine on its first request (with pysmi installed, a
-            # whole MIB compiler: 0.3-0.9 s); numeric OIDs only need the base SMI: share one.
-            engine.cache[_MIB_VIEW_CACHE_KEY] = _shared_mib_view()
-            self._engine = engine
+            from agent.snmp import v3  # pysnmp: only now
+
+            self._engine = v3.new_engine()
         return self._engine
 
     def close(self) -> None:
@@ -175,48 +128,60 @@ async def open_session(device: DeviceSettings, engine: Any = None) -> AsyncItera
     own_engine = engine is None
     engine = new_engine() if own_engine else engine
     try:
-        try:
-            target = await UdpTransportTarget.create(
-                (device.address, device.port), timeout=device.timeout_s, retries=device.retries
+        if device.auth.version == "2c":
+            session = SnmpSession(
+                device=device,
+                engine=engine,
+                auth=None,
+                target=await _v2c_target(device),
+                context=None,
             )
-        except PySnmpError as exc:
-            reason = _redacted(device, str(exc))
-            raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {reason}") from exc
-        if device.auth.version != "2c" and isinstance(engine, _Engine):
-            engine = engine.get()
-        yield SnmpSession(
-            device=device,
-            engine=engine,
-            auth=_auth_data(device.auth),
-            target=target,
-            context=ContextData(contextName=device.auth.context.encode()),
-        )
+        else:
+            from agent.snmp import v3  # pysnmp: only for SNMPv3 devices
+
+            target = await v3.transport_target(device)
+            if isinstance(engine, _Engine):
+                engine = engine.get()
+            session = SnmpSession(
+                device=device,
+                engine=engine,
+                auth=v3.auth_data(device.auth),
+                target=target,
+                context=v3.context_data(device.auth),
+            )
+        yield session
     finally:
         if own_engine:
             close_engine(engine)
 
 
-def _auth_data(auth: SnmpAuth) -> Any:
-    if auth.version == "2c":
-        return CommunityData(auth.community.get_secret_value(), mpModel=_SNMP_V2C)
-    level = auth.security_level
-    auth_key = priv_key = None
-    if auth.auth_key is not None and level != "noAuthNoPriv":
-        auth_key = auth.auth_key.get_secret_value()
-    if auth.priv_key is not None and level == "authPriv":
-        priv_key = auth.priv_key.get_secret_value()
-    return UsmUserData(
-        auth.user,
-        authKey=auth_key,
-        privKey=priv_key,
-        authProtocol=_AUTH_PROTOCOLS[auth.auth_protocol] if auth_key else USM_AUTH_NONE,
-        privProtocol=_PRIV_PROTOCOLS[auth.priv_protocol] if priv_key else USM_PRIV_NONE,
-    )
+@dataclass(frozen=True)
+class _V2cTarget:
+    """Where and how patiently a v2c request goes (the fields of pysnmp's UdpTransportTarget)."""
+
+    transport_address: tuple[str, int]
+    timeout: float
+    retries: int
 
 
-@cache
-def _shared_mib_view() -> Any:
-    return MibViewController(MibBuilder())
+async def _v2c_target(device: DeviceSettings) -> _V2cTarget:
+    """The device's IPv4 UDP address, resolved as pysnmp's UdpTransportTarget resolves it."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(
+            device.address,
+            device.port,
+            family=socket.AF_INET,
+            type=socket.SOCK_DGRAM,
+            proto=socket.IPPROTO_UDP,
+        )
+    except socket.gaierror as exc:
+        reason = _redacted(
+            device, f"Bad IPv4/UDP transport address {device.address}@{device.port}: {exc}"
+        )
+        raise DeviceUnreachable(f"{device.name} ({endpoint(device)}): {reason}") from exc
+    host, port = infos[0][4][:2]
+    return _V2cTarget((str(host), int(port)), device.timeout_s, device.retries)
 
 
 async def get_scalars(session: SnmpSession, oids: list[str]) -> dict[str, SnmpValue | None]:
@@ -295,16 +260,11 @@ async def walk_columns(
 
 
 def to_python(value: Any) -> SnmpValue:
-    """Turn one pysnmp value into `int` (counters, gauges, ticks, integers) or `str`."""
-    if isinstance(value, univ.ObjectIdentifier):
-        return format_oid(tuple(value))
-    if isinstance(value, IpAddress):
-        return str(value.prettyPrint())
-    if isinstance(value, univ.OctetString):
-        return _decode_octets(bytes(value.asOctets()))
-    if isinstance(value, univ.Integer):
-        return int(value)
-    raise DeviceError(f"unsupported SNMP value type {type(value).__name__}: {value!r}")
+    """Turn one pysnmp value into `int` (counters, gauges, ticks, integers) or `str` (imports
+    pysnmp: `agent.snmp.v3.to_python`)."""
+    from agent.snmp import v3
+
+    return v3.to_python(value)
 
 
 def parse_oid(oid: str) -> Oid:
@@ -339,7 +299,10 @@ def _answered_beyond(var_binds: Sequence[tuple[bytes, Any]], cursor: bytes) -> b
 
 
 def _is_absent(value: Any) -> bool:
-    return isinstance(value, (NoSuchObject, NoSuchInstance, EndOfMibView))
+    """noSuchObject, noSuchInstance or endOfMibView as pysnmp gives them (imports pysnmp)."""
+    from agent.snmp import v3
+
+    return v3.is_absent(value)
 
 
 class _Absent:
@@ -396,42 +359,9 @@ async def _request(
     value) pairs, each value an int, a str, an `_Absent` or an `_Unsupported`."""
     if session.device.auth.version == "2c":
         return list(_checked(session, await _v2c_request(session, pdu, oids, max_repetitions)))
-    objects = [ObjectType(ObjectIdentity(_dotted(oid))) for oid in oids]
-    try:
-        if pdu == _GETBULK:
-            answer: _Answer = await bulk_cmd(
-                session.engine,
-                session.auth,
-                session.target,
-                session.context,
-                0,
-                max_repetitions,
-                *objects,
-                lookupMib=False,
-            )
-        else:
-            answer = await get_cmd(
-                session.engine,
-                session.auth,
-                session.target,
-                session.context,
-                *objects,
-                lookupMib=False,
-            )
-    except PySnmpError as exc:
-        raise DeviceError(f"{session.label}: {_redacted(session.device, str(exc))}") from exc
-    return [
-        (_oid_body(tuple(name)), _from_pysnmp(value)) for name, value in _checked(session, answer)
-    ]
+    from agent.snmp import v3
 
-
-def _from_pysnmp(value: Any) -> Any:
-    if _is_absent(value):
-        return _ABSENT[type(value).__name__]
-    try:
-        return to_python(value)
-    except DeviceError as exc:
-        return _Unsupported(str(exc))
+    return await v3.request(session, pdu == _GETBULK, oids, max_repetitions)
 
 
 # --- SNMPv2c on the wire (RFC 3416 PDUs in BER, RFC 1901 community messages) -----------------
@@ -501,7 +431,7 @@ async def _v2c_request(
                             return answer
             except TimeoutError:
                 continue
-    return errind.requestTimedOut, 0, 0, []
+    return _TIMED_OUT, 0, 0, []
 
 
 def _message(
@@ -616,7 +546,7 @@ def _response(data: bytes, request_id: int) -> _Answer | None:
         if numbers[1]:
             # The error names the OID at error-index: decoded for its message.
             named = [(_arcs(oid), value) for oid, value in var_binds]
-            return None, rfc1905.errorStatus.clone(numbers[1]), numbers[2], named
+            return None, numbers[1], numbers[2], named
     except (IndexError, _Malformed):
         return None
     return None, 0, numbers[2], var_binds
@@ -677,34 +607,26 @@ def _decoded(tag: int, raw: bytes) -> Any:
 
 def _checked(session: SnmpSession, answer: _Answer) -> Sequence[Any]:
     error_indication, error_status, error_index, var_binds = answer
-    if isinstance(error_indication, _USM_FAILURES):
-        raise DeviceError(
-            f"{session.label}: SNMPv3 credentials refused ({error_indication}): check the user, "
-            "protocols and keys"
-        )
     if error_indication:
         # With SNMPv2c a wrong community is silently dropped, so it also arrives as a timeout.
         reason = _redacted(session.device, str(error_indication))
-        # So does, with SNMPv3, a request the device cannot decrypt (priv key or protocol) or for
-        # a context it does not serve. Unlike a dead device, it answered the engine discovery
-        # before (pysnmp's v3 message processing keeps the engine ID it reported).
-        if session.device.auth.version == "3" and isinstance(
-            error_indication, errind.RequestTimedOut
-        ):
-            peer = session.target.get_transport_info()
-            for model in session.engine.message_processing_subsystems.values():
-                engine_info = getattr(model, "get_peer_engine_info", None)
-                if engine_info is not None and engine_info(*peer)[0] is not None:
-                    reason += (
-                        ", though the device answered SNMPv3 discovery: check the priv protocol, "
-                        "the priv key and the context (a device drops a request it cannot "
-                        "decrypt, or for a context it does not serve, without a word)"
-                    )
-                    break
+        if session.device.auth.version == "3":
+            from agent.snmp import v3
+
+            if v3.credentials_refused(error_indication):
+                raise DeviceError(
+                    f"{session.label}: SNMPv3 credentials refused ({error_indication}): check "
+                    "the user, protocols and keys"
+                )
+            # So does, with SNMPv3, a request the device cannot decrypt (priv key or protocol)
+            # or for a context it does not serve; unlike a dead device, it answered the engine
+            # discovery before, and the hint says so.
+            reason += v3.discovery_hint(session, error_indication)
         raise DeviceUnreachable(f"{session.label}: {reason}")
     if error_status and int(error_status):
-        # errorStatus is an INTEGER with named values: prettyPrint() says "tooBig", not "1".
-        status = error_status.prettyPrint() if hasattr(error_status, "prettyPrint") else "error"
+        # Named as pysnmp's errorStatus INTEGER prints it: "tooBig", not "1".
+        code = int(error_status)
+        status = _ERROR_STATUS_NAMES[code] if 0 <= code < len(_ERROR_STATUS_NAMES) else str(code)
         where = ""
         if error_index and 0 < int(error_index) <= len(var_binds):
             where = f" at {format_oid(tuple(var_binds[int(error_index) - 1][0]))}"
