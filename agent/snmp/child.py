@@ -1,14 +1,16 @@
 """`python -m agent.snmp.child`: the SNMP poller process the daemon starts for each SNMP job.
 
-pysnmp and its MIB machinery take about 30 MB of a Python process and grow with the devices
-polled; kept in a process of its own, they are given back after every job and the long-running
+A round's polls (and, for SNMPv3, pysnmp and its MIB machinery) take tens of MB of a Python
+process; kept in a process of its own, they are given back after every job and the long-running
 daemon stays small. The daemon writes one JSON request to this process's stdin (credentials
-included: never on the command line, where `ps` would show them) and reads one JSON answer from
-stdout:
+included: never on the command line, where `ps` would show them) and reads JSON lines from
+stdout, one `PollerAnswer` each:
 
-    {"task": "poll", "devices": [...]}                         -> {"results": [SnmpPoll, ...]}
+    {"task": "poll", "devices": [...]}   -> {"index": i, "poll": SnmpPoll} per device, written as
+                                            soon as its poll is done (in the order they finish,
+                                            none kept here), then {"done": true}
     {"task": "background", "devices": [one], "uplink": {...}}  -> {"background": {...}}
-    anything that goes wrong                                   -> {"error": "..."} (exit 1)
+    anything that goes wrong             -> {"error": "..."} (exit 1), after the polls done so far
 """
 
 from __future__ import annotations
@@ -48,19 +50,31 @@ class BackgroundAnswer(BaseModel):
 
 
 class PollerAnswer(BaseModel):
+    """One line of the poller's stdout: a device's poll, or the last line (done, background or
+    error)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    results: list[SnmpPoll] = []
+    index: int | None = None  # of the polled device in the request's `devices`
+    poll: SnmpPoll | None = None
+    done: bool = False
     background: BackgroundAnswer | None = None
     error: str | None = None
 
 
+def _write_poll(index: int, poll: SnmpPoll) -> None:
+    # Written and flushed at once: the daemon keeps what came if this process dies or hangs.
+    out = sys.stdout.buffer
+    out.write(b'{"index":%d,"poll":%s}\n' % (index, poll.__pydantic_serializer__.to_json(poll)))
+    out.flush()
+
+
 async def _serve(request: PollerRequest) -> PollerAnswer:
     if request.task == "poll":
-        from agent.snmp.round import snmp_round
+        from agent.snmp.round import poll_each
 
-        polls = await snmp_round(request.devices, request.secrets(), request.snmp)
-        return PollerAnswer(results=polls)
+        await poll_each(request.devices, request.secrets(), _write_poll, request.snmp)
+        return PollerAnswer(done=True)
     from agent.snmp.background import measure_background
 
     if request.uplink is None or len(request.devices) != 1:
@@ -83,13 +97,18 @@ def main() -> int:
         answer = asyncio.run(_serve(request))
     except (ReadyNetError, ValueError, OSError) as exc:
         return _fail(error_text(f"{type(exc).__name__}: {exc}", request.secrets()))
-    sys.stdout.write(answer.model_dump_json())
+    _write(answer)
     return 0
 
 
 def _fail(message: str) -> int:
-    sys.stdout.write(PollerAnswer(error=message).model_dump_json())
+    _write(PollerAnswer(error=message))
     return 1
+
+
+def _write(answer: PollerAnswer) -> None:
+    sys.stdout.buffer.write(answer.model_dump_json().encode() + b"\n")
+    sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
 Devices are polled concurrently, at most `concurrency` at a time, on one shared SNMP engine: a
 dead device costs its own timeout and budget, not the round's. SNMPv3 users are kept in the
 engine by user name, so two devices that share a user name with different keys take turns.
+`snmp_round` hands back every poll at the end; `poll_each` hands each one over as soon as it is
+done, so the poller process writes it out and keeps none (`agent.snmp.child`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
 from agent.errors import ConfigError
@@ -28,11 +30,34 @@ async def snmp_round(
     profiles: ProfileSet | None = None,
 ) -> list[SnmpPoll]:
     """One poll per device, in the devices' order; a device that fails gives a poll with `error`."""
+    polls: list[SnmpPoll | None] = [None] * len(devices)
+
+    def keep(index: int, poll: SnmpPoll) -> None:
+        polls[index] = poll
+
+    await poll_each(devices, secrets, keep, settings, profiles)
+    return [poll for poll in polls if poll is not None]
+
+
+async def poll_each(
+    devices: Sequence[DeviceSettings],
+    secrets: Sequence[str],
+    on_poll: Callable[[int, SnmpPoll], None],
+    settings: SnmpSettings | None = None,
+    profiles: ProfileSet | None = None,
+) -> None:
+    """Poll each device, as `snmp_round` does, calling ``on_poll(index in devices, poll)`` as soon
+    as a device's poll is done (in the order they finish) and keeping none of them.
+
+    An exception from `on_poll` ends the round with it.
+    """
     settings = settings or SnmpSettings()
     try:
         profiles = profiles or load_profiles(settings.profile_dirs)
     except ConfigError as exc:
-        return [_failed(device, f"device profiles: {exc}") for device in devices]
+        for index, device in enumerate(devices):
+            on_poll(index, scrub(_failed(device, f"device profiles: {exc}"), secrets))
+        return
     gate = asyncio.Semaphore(settings.concurrency)
     turns = _v3_turns(devices)
     engine = new_engine()
@@ -49,11 +74,13 @@ async def snmp_round(
             )
         raise AssertionError("unreachable")  # for mypy: the with block returns
 
+    async def handed_over(index: int, device: DeviceSettings) -> None:
+        on_poll(index, scrub(await one(device), secrets))
+
     try:
-        polls = await asyncio.gather(*(one(device) for device in devices))
+        await asyncio.gather(*(handed_over(i, device) for i, device in enumerate(devices)))
     finally:
         close_engine(engine)
-    return [scrub(poll, secrets) for poll in polls]
 
 
 def _v3_turns(devices: Sequence[DeviceSettings]) -> dict[str, asyncio.Lock]:
