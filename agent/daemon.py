@@ -11,7 +11,7 @@ Jobs:
 - **snmp**: every `snmp_interval_s`, a poll of every device. A poll of the uplink's device waits
   while a test runs, and a test waits for it: neither measures the other.
 - **deliver**: every `delivery_interval_s`, and after each round, the outbox goes to the
-  collector.
+  collector; after a `Retry-After` (a 429 or 503), not before that time.
 - `add_periodic` adds jobs of the same kind (heartbeats, remote configuration).
 
 Everything a job measures goes into the durable outbox first. No job failure stops the daemon:
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.clock import Clock, SystemClock
-from agent.errors import ProbeError, ReadyNetError, UploadError
+from agent.errors import CollectorUnavailable, ProbeError, ReadyNetError, UploadError
 from agent.measure import collector_client, measurement_round
 from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
@@ -73,6 +74,9 @@ class AgentDaemon:
         self.rounds_run = 0
         # Jobs running now, cancelled at shutdown before the state they write to is closed.
         self._running: set[asyncio.Task[Any]] = set()
+        # No delivery before this time.monotonic(): the collector asked for a pause (Retry-After,
+        # in the collector's real seconds, whatever the clock).
+        self.deliver_not_before: float | None = None
 
     def add_periodic(self, name: str, job: Callable[[], Awaitable[None]], every_s: float) -> None:
         """Run `job` every `every_s` seconds, first after one interval (heartbeats, config)."""
@@ -260,6 +264,12 @@ class AgentDaemon:
 
     async def deliver_outbox(self) -> None:
         s = self.settings
+        if self.deliver_not_before is not None:
+            wait_s = self.deliver_not_before - time.monotonic()
+            if wait_s > 0:
+                logger.info("delivery waits %.0f s more (the collector's Retry-After)", wait_s)
+                return
+            self.deliver_not_before = None
         async with collector_client(s) as client:
             with Outbox(s.state_dir / OUTBOX_FILE) as outbox:
                 try:
@@ -267,6 +277,8 @@ class AgentDaemon:
                         outbox, client=client, batch_size=s.batch_size, secrets=s.secrets()
                     )
                 except UploadError as exc:
+                    if isinstance(exc, CollectorUnavailable) and exc.retry_after_s:
+                        self.deliver_not_before = time.monotonic() + exc.retry_after_s
                     logger.warning(
                         "not delivered, %d results wait in the outbox: %s",
                         len(outbox),
@@ -275,6 +287,11 @@ class AgentDaemon:
                     return
         if done.accepted or done.duplicates:
             logger.info("delivered %d new, %d already stored", done.accepted, done.duplicates)
+        if done.dead_lettered:
+            logger.warning(
+                "%d results refused by the collector were set aside (readynet-agent outbox)",
+                done.dead_lettered,
+            )
 
     def _queue(self, results: list[ProbeResult]) -> None:
         if not results:

@@ -8,7 +8,8 @@
     ├── OutboxError            the on-disk outbox cannot be written (e.g. disk full)
     ├── ScheduleStateError     the test schedule's history and data ledger cannot be kept
     └── UploadError            a batch did not reach the collector
-        ├── CollectorUnavailable  network error or 5xx: keep the batch, retry later
+        ├── CollectorUnavailable  network error, 5xx or 429: keep the batch, retry later
+        │                         (`retry_after_s`: the collector's Retry-After, if it sent one)
         └── CollectorRejected     4xx: the collector refused it (bad token, bad payload)
 
 Library errors are turned into these at the boundary with ``raise ... from exc``.
@@ -48,7 +49,9 @@ class UploadError(ReadyNetError):
 
 
 class CollectorUnavailable(UploadError):
-    pass
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class CollectorRejected(UploadError):

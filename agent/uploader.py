@@ -1,21 +1,47 @@
 """Deliver the outbox to the collector in batches; remove only what the collector confirmed.
 
+Batches hold up to `batch_size` results and stay under the collector's body limit, measured on
+the JSON as sent (results go as they are stored, unparsed). The collector names its limit in a
+`ReadyNet-Max-Body-Bytes` header on every answer; the outbox remembers the last one, and until
+one has been seen `DEFAULT_MAX_BODY_BYTES` applies. A 413 halves the batch; a result that alone
+is over the limit, or that the collector refuses as invalid (422 naming it), goes to the
+outbox's dead letters with the reason, so no single result stalls the queue. A 429 or 5xx
+stops the delivery for now, carrying the collector's `Retry-After` (seconds or an HTTP date)
+on the CollectorUnavailable.
+
 Error messages never carry the `secrets` the caller names (the token the client sends, at the
 least): an httpx error may quote the Authorization header whole. See `agent.redact`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from agent import __version__
 from agent.errors import CollectorRejected, CollectorUnavailable
 from agent.outbox import Outbox
 from agent.redact import describe, redact, scrub
-from agent.wire import Batch, Receipt
+from agent.wire import WIRE_VERSION, Batch, Measurement, Receipt
+
+_measurement: TypeAdapter[Measurement] = TypeAdapter(Measurement)
+
+# The header the collector names its body limit in (collector/api/limits.py).
+MAX_BODY_HEADER = "ReadyNet-Max-Body-Bytes"
+# The body limit assumed until the collector has named its own (its default is 8,000,000).
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+# An advertised limit is believed within these bounds (the collector's own minimum is 1,024).
+MIN_BODY_BYTES = 1024
+MAX_BODY_BYTES = 1_000_000_000
+# A Retry-After is honoured up to this long: a wrong clock or proxy must not stop delivery.
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -23,48 +49,175 @@ class Delivery:
     accepted: int
     duplicates: int
     remaining: int
+    dead_lettered: int = 0
+
+
+class _TooLarge(CollectorRejected):
+    """413: the body was over the limit (`max_bytes`, when the answer named it)."""
+
+    def __init__(self, detail: str, max_bytes: int | None) -> None:
+        super().__init__(413, detail)
+        self.max_bytes = max_bytes
+
+
+class _Refused(CollectorRejected):
+    """422 naming measurements of the batch: `problems` by their index in it."""
+
+    def __init__(self, detail: str, problems: dict[int, list[str]]) -> None:
+        super().__init__(422, detail)
+        self.problems = problems
 
 
 async def deliver(
-    outbox: Outbox, *, client: httpx.AsyncClient, batch_size: int, secrets: Sequence[str] = ()
+    outbox: Outbox,
+    *,
+    client: httpx.AsyncClient,
+    batch_size: int,
+    secrets: Sequence[str] = (),
+    default_max_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Delivery:
     """Post pending results until the outbox is empty.
 
-    Raises CollectorUnavailable (network error, 5xx: try again later) or CollectorRejected
-    (4xx); in both cases the undelivered results stay in the outbox.
+    Results go as they are stored (the collector judges them: a result an older agent queued
+    that the wire contract now refuses comes back as a 422 naming it). Raises
+    CollectorUnavailable (network error, 5xx, 429: try again later, no sooner than its
+    `retry_after_s` when set) or CollectorRejected (any other 4xx); in both cases the
+    undelivered results stay in the outbox. Results refused for good are dead-lettered.
     """
-    accepted = duplicates = 0
-    while pending := outbox.pending(limit=batch_size):
-        # An older agent queued errors as libraries worded them, a quoted token included:
-        # mask them on the way out, or the collector's database keeps the token for good.
-        measurements = [scrub(measurement, secrets) for measurement in pending]
-        batch = Batch(agent_version=__version__, measurements=measurements)
-        receipt = await post_batch(client, batch, secrets=secrets)
+    accepted = duplicates = dead = 0
+    cap = batch_size
+    while rows := outbox.pending_rows(limit=cap):
+        advertised = outbox.body_limit
+        max_bytes = advertised or default_max_bytes
+        ids, body, unreadable = _pack(rows, max_bytes, secrets)
+        if unreadable:
+            reason = "unreadable in the outbox and holds a secret: not sent"
+            outbox.bury(unreadable, status=0, reason=reason)
+            dead += len(unreadable)
+            continue
+        if len(ids) == 1 and len(body) > max_bytes and advertised is not None:
+            # Alone over a limit the collector itself named: it could never be delivered.
+            reason = f"{len(body)} bytes, over the collector's limit of {max_bytes} bytes"
+            outbox.bury(ids, status=413, reason=reason)
+            dead += 1
+            continue
+        try:
+            receipt = await _post(client, body, outbox, secrets)
+        except _TooLarge as exc:
+            if len(ids) > 1:
+                cap = max(1, len(ids) // 2)
+                continue
+            limit = f" of {exc.max_bytes} bytes" if exc.max_bytes else ""
+            reason = f"{len(body)} bytes, over the collector's limit{limit} (HTTP 413)"
+            outbox.bury(ids, status=413, reason=reason)
+            dead += 1
+            continue
+        except _Refused as exc:
+            if not all(0 <= index < len(ids) for index in exc.problems):
+                raise CollectorRejected(422, exc.detail) from exc
+            for index, problems in exc.problems.items():
+                reason = f"{exc.detail}: {'; '.join(problems)}"
+                outbox.bury([ids[index]], status=422, reason=reason[:2000])
+                dead += 1
+            continue
         outbox.remove([*receipt.accepted, *receipt.duplicates])
         accepted += len(receipt.accepted)
         duplicates += len(receipt.duplicates)
         if not receipt.accepted and not receipt.duplicates:
             raise CollectorRejected(200, "the collector confirmed none of the batch")
-    return Delivery(accepted=accepted, duplicates=duplicates, remaining=len(outbox))
+        cap = min(batch_size, cap * 2)
+    return Delivery(
+        accepted=accepted, duplicates=duplicates, remaining=len(outbox), dead_lettered=dead
+    )
+
+
+def _pack(
+    rows: list[tuple[str, str]], max_bytes: int, secrets: Sequence[str]
+) -> tuple[list[str], bytes, list[str]]:
+    """The ids and body of the longest head of `rows` whose batch fits `max_bytes` (at least
+    one row), or the rows that hold a secret and cannot be read to mask it."""
+    unreadable: list[str] = []
+    payloads: list[bytes] = []
+    for row_id, payload in rows:
+        clean = _masked(payload, secrets)
+        if clean is None:
+            unreadable.append(row_id)
+        else:
+            payloads.append(clean.encode())
+    if unreadable:
+        return [], b"", unreadable
+    head, tail = _envelope()
+    total = len(head) + len(tail)
+    count = 0
+    for size in map(len, payloads):
+        if count and total + size + 1 > max_bytes:
+            break
+        total += size + (1 if count else 0)
+        count += 1
+    body = head + b",".join(payloads[:count]) + tail
+    return [row_id for row_id, _ in rows[:count]], body, []
+
+
+def _masked(payload: str, secrets: Sequence[str]) -> str | None:
+    """The payload with any secret masked (None if it holds one but cannot be read)."""
+    if redact(payload, secrets) == payload:
+        return payload
+    # An older agent queued errors as libraries worded them, a quoted token included: mask
+    # them on the way out, or the collector's database keeps the token for good.
+    try:
+        measurement = _measurement.validate_json(payload)
+    except ValueError:
+        return None
+    return scrub(measurement, secrets).model_dump_json()
+
+
+def _envelope() -> tuple[bytes, bytes]:
+    """A batch's JSON before and after its measurements."""
+    batch = {
+        "wire_version": WIRE_VERSION,
+        "agent_version": __version__,
+        "sent_at": datetime.now(UTC).isoformat(),
+    }
+    head = json.dumps(batch, separators=(",", ":"))[:-1] + ',"measurements":['
+    return head.encode(), b"]}"
 
 
 async def post_batch(
     client: httpx.AsyncClient, batch: Batch, *, secrets: Sequence[str] = ()
 ) -> Receipt:
+    """Post one batch as it is (no limits learned, nothing dead-lettered)."""
+    return await _post(client, batch.model_dump_json().encode(), None, secrets)
+
+
+async def _post(
+    client: httpx.AsyncClient, body: bytes, outbox: Outbox | None, secrets: Sequence[str]
+) -> Receipt:
     try:
         response = await client.post(
-            "/api/v1/results",
-            content=batch.model_dump_json(),
-            headers={"Content-Type": "application/json"},
+            "/api/v1/results", content=body, headers={"Content-Type": "application/json"}
         )
     except httpx.HTTPError as exc:
         # h11 quotes a refused header whole ("Bearer <token> "), so never the raw exception.
         raise CollectorUnavailable(f"cannot reach the collector: {describe(exc, secrets)}") from exc
-    if response.status_code >= 500:
-        raise CollectorUnavailable(f"collector answered HTTP {response.status_code}")
-    if response.status_code >= 400:
+    max_bytes = _advertised_limit(response)
+    if outbox is not None and max_bytes is not None and max_bytes != outbox.body_limit:
+        outbox.body_limit = max_bytes
+    status = response.status_code
+    if status >= 500 or status == 429:
+        wait = retry_after_s(response.headers.get("Retry-After"))
+        later = "" if wait is None else f"; retry after {wait:.0f} s"
+        raise CollectorUnavailable(f"collector answered HTTP {status}{later}", retry_after_s=wait)
+    if status >= 400:
         # A proxy in between may echo the request, headers and all.
-        raise CollectorRejected(response.status_code, redact(_detail(response), secrets))
+        body_json = _json(response)
+        detail = redact(_detail(response, body_json), secrets)
+        if status == 413:
+            raise _TooLarge(detail, max_bytes)
+        problems = _measurement_problems(body_json) if status == 422 else {}
+        if problems:
+            redacted = {i: [redact(p, secrets) for p in ps] for i, ps in problems.items()}
+            raise _Refused(detail, redacted)
+        raise CollectorRejected(status, detail)
     try:
         return Receipt.model_validate_json(response.content)
     except ValueError as exc:
@@ -72,10 +225,54 @@ async def post_batch(
         raise CollectorUnavailable(f"collector sent an unreadable receipt: {reason}") from exc
 
 
-def _detail(response: httpx.Response) -> str:
+def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A Retry-After value (delay-seconds or an HTTP date) as seconds from `now`, at most
+    MAX_RETRY_AFTER_S; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(int(value))
+    else:
+        try:
+            at = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        seconds = (at - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _advertised_limit(response: httpx.Response) -> int | None:
+    value = response.headers.get(MAX_BODY_HEADER, "").strip()
+    if not value.isdigit():
+        return None
+    return min(max(int(value), MIN_BODY_BYTES), MAX_BODY_BYTES)
+
+
+def _json(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
-        return response.text[:200]
+        return None
+
+
+def _detail(response: httpx.Response, body: Any) -> str:
     # Some proxies answer with JSON that is not our {"detail": ...} object.
     return str(body.get("detail", body)) if isinstance(body, dict) else response.text[:200]
+
+
+def _measurement_problems(body: Any) -> dict[int, list[str]]:
+    """The collector's 422 `errors` that name a measurement, by its index in the batch."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    problems: dict[int, list[str]] = {}
+    for error in errors if isinstance(errors, list) else ():
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if not (isinstance(loc, list) and len(loc) >= 2 and loc[0] == "measurements"):
+            return {}  # something else is wrong too (the envelope): refuse nothing for it
+        if not str(loc[1]).isdigit():
+            return {}
+        where = ".".join(str(part) for part in loc[2:]) or "measurement"
+        problems.setdefault(int(loc[1]), []).append(f"{where}: {error.get('msg', '')}")
+    return problems

@@ -109,7 +109,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     install_error_handlers(app)
     # Only result posts are limited: on-net and classroom upload tests are meant to be large.
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_batch_bytes, prefixes=("/api/v1/results",)
+        BodySizeLimit,
+        max_bytes=settings.max_batch_bytes,
+        prefixes=("/api/v1/results",),
+        advertised=True,
     )
     app.add_middleware(
         BodySizeLimit,

@@ -3,6 +3,9 @@
 FastAPI reads a whole body before any dependency runs, and uvicorn sets no limit, so the check
 lives in ASGI middleware: a declared Content-Length over the limit is refused at once, and a
 chunked body is counted as it arrives and cut off when it passes the limit.
+
+Where the limit is `advertised`, every answer on its paths (413 included) carries it in a
+`ReadyNet-Max-Body-Bytes` header, so agents size their batches under it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.api.errors import BODY_TOO_LARGE, UNSUPPORTED_ENCODING
+
+# The response header naming the body limit (agent/uploader.py reads it).
+MAX_BODY_HEADER = "ReadyNet-Max-Body-Bytes"
 
 
 class _TooLarge(HTTPException):
@@ -25,15 +31,26 @@ class _TooLarge(HTTPException):
 class BodySizeLimit:
     """Limit the body of requests whose path starts with one of `prefixes` to `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        prefixes: tuple[str, ...],
+        advertised: bool = False,
+    ) -> None:
         self._app = app
         self._max_bytes = max_bytes
         self._prefixes = prefixes
+        self._header = (MAX_BODY_HEADER.lower().encode(), str(max_bytes).encode())
+        self._advertised = advertised
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
             await self._app(scope, receive, send)
             return
+        if self._advertised:
+            send = self._advertising(send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self._max_bytes:
             await self._refuse(scope, receive, send)
@@ -52,6 +69,14 @@ class BodySizeLimit:
             await self._app(scope, counting_receive, send)
         except _TooLarge:
             await self._refuse(scope, receive, send)
+
+    def _advertising(self, send: Send) -> Send:
+        async def advertise(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self._header]}
+            await send(message)
+
+        return advertise
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse({"detail": BODY_TOO_LARGE}, status_code=413)

@@ -1,0 +1,334 @@
+"""Delivery against the collector's limits: byte-sized batches, 413, dead letters, Retry-After.
+
+All against a real collector on 127.0.0.1 (small body limits, a connection limit for a real
+503 with Retry-After); only the request count is watched, through an httpx event hook.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent.daemon import OUTBOX_FILE, AgentDaemon
+from agent.errors import CollectorUnavailable
+from agent.outbox import Outbox
+from agent.settings import AgentSettings
+from agent.uploader import MAX_BODY_HEADER, deliver, retry_after_s
+from agent.wire import InterfaceCounters, SnmpPoll, ThroughputTest
+from collector.api.limits import MAX_BODY_HEADER as COLLECTOR_HEADER
+from tests.fixtures.collector import RunningCollector, ServerThread, StartCollector
+
+AGENT = str(Path(sys.executable).parent / "readynet-agent")
+LIMIT = 20_000
+
+
+def _poll(device: str, ports: int) -> SnmpPoll:
+    interfaces = [
+        InterfaceCounters(ifindex=i, name=f"GigabitEthernet1/0/{i}", octets_in=i, octets_out=i)
+        for i in range(1, ports + 1)
+    ]
+    return SnmpPoll(device=device, address="10.0.0.1", interfaces=interfaces)
+
+
+def _small(count: int) -> list[ThroughputTest]:
+    return [ThroughputTest(path="onnet", server="x", download_bps=float(i)) for i in range(count)]
+
+
+class Counted:
+    """An httpx client to the collector that counts its requests."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.requests = 0
+
+        async def count(request: httpx.Request) -> None:
+            self.requests += 1
+
+        self.client = httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+            event_hooks={"request": [count]},
+        )
+
+
+@pytest.fixture
+def small_limit(start_collector: StartCollector) -> RunningCollector:
+    return start_collector(max_batch_bytes=LIMIT)
+
+
+def test_the_header_names_the_same_thing_on_both_sides() -> None:
+    assert MAX_BODY_HEADER == COLLECTOR_HEADER
+
+
+def test_every_results_answer_and_the_413_advertise_the_limit(
+    small_limit: RunningCollector,
+) -> None:
+    token = small_limit.enroll(small_limit.add_school())
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"{small_limit.url}/api/v1/results"
+    too_large = httpx.post(url, content=b"x" * (LIMIT + 1), headers=auth, timeout=10)
+    unauthorised = httpx.post(url, content=b"{}", timeout=10)
+    invalid = httpx.post(url, content=b"{}", headers=auth, timeout=10)
+    assert [too_large.status_code, unauthorised.status_code, invalid.status_code] == [413, 401, 422]
+    for response in (too_large, unauthorised, invalid):
+        assert response.headers[MAX_BODY_HEADER] == str(LIMIT)
+    assert MAX_BODY_HEADER not in httpx.get(f"{small_limit.url}/healthz").headers
+
+
+async def test_large_polls_ahead_of_small_results_all_arrive_once(
+    small_limit: RunningCollector, tmp_path: Path
+) -> None:
+    """A switch's big polls (each under the limit, all of them far over it) no longer hold
+    back what waits behind them."""
+    token = small_limit.enroll(small_limit.add_school())
+    polls = [_poll(f"switch-{i}", 40) for i in range(30)]
+    sizes = [len(p.model_dump_json()) for p in polls]
+    assert LIMIT / 4 < sizes[0] < LIMIT / 2 and sum(sizes) > 10 * LIMIT
+    small = _small(20)
+    counted = Counted(small_limit.url, token)
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        outbox.add([*polls, *small])
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=500)
+        assert (delivery.accepted, delivery.duplicates, delivery.remaining) == (50, 0, 0)
+        assert delivery.dead_lettered == 0
+        assert outbox.body_limit == LIMIT
+        # The first batch is packed under the default limit and refused; after that, every
+        # batch fits: about two or three polls a batch, and the small results together.
+        assert counted.requests <= 1 + 30 // 2 + 2
+        again = Counted(small_limit.url, token)
+        outbox.add(small)  # queued twice: stored once
+        async with again.client:
+            repeat = await deliver(outbox, client=again.client, batch_size=500)
+        assert (repeat.accepted, repeat.duplicates, again.requests) == (0, 20, 1)
+
+
+async def test_a_result_alone_over_the_limit_is_dead_lettered_and_the_rest_arrive(
+    small_limit: RunningCollector, tmp_path: Path
+) -> None:
+    token = small_limit.enroll(small_limit.add_school())
+    huge = _poll("core", 400)
+    assert len(huge.model_dump_json()) > LIMIT
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        outbox.add([*_small(5), huge, *_small(5)])
+        counted = Counted(small_limit.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=500)
+            assert (delivery.accepted, delivery.remaining, delivery.dead_lettered) == (10, 0, 1)
+            status = outbox.status()
+            assert status.pending == 0 and status.dead_letters == 1
+            [dead] = status.newest_dead_letters
+            assert (dead.id, dead.kind, dead.status) == (str(huge.id), "snmp_poll", 413)
+            assert f"over the collector's limit of {LIMIT} bytes" in dead.reason
+            # Now the limit is known, a second such result is set aside without being sent.
+            second = _poll("core-2", 400)
+            outbox.add([second])
+            before = counted.requests
+            later = await deliver(outbox, client=counted.client, batch_size=500)
+            assert (later.dead_lettered, counted.requests - before) == (1, 0)
+            assert outbox.status().dead_letters == 2
+
+
+def _invalid_row(path: Path) -> str:
+    """A poll an older agent queued with a 201-character ifName, which the wire now refuses."""
+    poll = _poll("old", 2).model_dump(mode="json")
+    poll["interfaces"][1]["name"] = "x" * 201
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO outbox VALUES (?, ?, ?)",
+            (poll["id"], datetime.now(UTC).isoformat(), json.dumps(poll)),
+        )
+    db.close()
+    return str(poll["id"])
+
+
+async def test_a_result_the_collector_refuses_is_dead_lettered_with_the_reason(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    token = collector.enroll(collector.add_school())
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add(_small(3))
+        bad = _invalid_row(path)
+        outbox.add(_small(3))
+        counted = Counted(collector.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=500)
+        assert (delivery.accepted, delivery.remaining, delivery.dead_lettered) == (6, 0, 1)
+        assert counted.requests == 2  # refused naming it, then the rest without it
+        [dead] = outbox.dead_letters(limit=10)
+        assert (dead.id, dead.status) == (bad, 422)
+        assert dead.reason.startswith("invalid payload: ")
+        assert "interfaces.1.name: String should have at most 200 characters" in dead.reason
+
+
+def _busy_collector(retry_after: str) -> ASGIApp:
+    """The collector's answer when a limit is reached: 429 with Retry-After. (The collector has
+    no post-rate limit on /api/v1/results, and its connection-limit 503 reaches a client
+    sending a body as a reset; this is the answer an agent must honour either way.)"""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = JSONResponse(
+                {"detail": "too many results"}, 429, headers={"Retry-After": retry_after}
+            )
+            await response(scope, receive, send)
+
+    return app
+
+
+@pytest.fixture
+def busy_collector() -> Iterator[ServerThread]:
+    at = datetime.now(UTC) + timedelta(seconds=120)
+    server = ServerThread(lambda: _busy_collector(format_datetime(at, usegmt=True)))
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_429_with_retry_after_stops_delivery_and_the_daemon_waits(
+    busy_collector: ServerThread, tmp_path: Path
+) -> None:
+    settings = AgentSettings.model_validate(
+        {
+            "collector_url": busy_collector.url,
+            "token": "t",
+            "state_dir": tmp_path / "state",
+            "internet": {"enabled": False},
+        }
+    )
+    with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
+        outbox.add(_small(3))
+        counted = Counted(busy_collector.url, "t")
+        async with counted.client:
+            with pytest.raises(CollectorUnavailable) as refused:
+                await deliver(outbox, client=counted.client, batch_size=1)
+        assert len(outbox) == 3 and counted.requests == 1
+    wait = refused.value.retry_after_s
+    assert wait is not None and 110 < wait <= 120
+    assert "HTTP 429; retry after" in str(refused.value)
+    daemon = AgentDaemon(settings)
+    try:
+        await daemon.deliver_outbox()
+        assert daemon.deliver_not_before is not None
+        assert 110 < daemon.deliver_not_before - time.monotonic() <= 120
+        busy_collector.stop()  # were the next delivery tried, it would fail differently
+        await daemon.deliver_outbox()
+        assert daemon.deliver_not_before is not None
+    finally:
+        daemon.policy.close()
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert retry_after_s("120", now=now) == 120
+    assert retry_after_s(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90
+    assert retry_after_s(format_datetime(now - timedelta(hours=1), usegmt=True), now=now) == 0
+    assert retry_after_s("999999", now=now) == 3600  # a wrong value cannot stop delivery
+    assert retry_after_s("soon", now=now) is None
+    assert retry_after_s(None, now=now) is None
+
+
+def _old_outbox(path: Path, count: int) -> list[str]:
+    """An outbox as the previous agent wrote it: one table, no dead letters, WAL."""
+    rows = _small(count)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS outbox ("
+        " id TEXT PRIMARY KEY, queued_at TEXT NOT NULL, payload TEXT NOT NULL)"
+    )
+    queued = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    db.executemany(
+        "INSERT INTO outbox VALUES (?, ?, ?)",
+        [(str(r.id), queued, r.model_dump_json()) for r in rows],
+    )
+    db.close()
+    return [str(r.id) for r in rows]
+
+
+async def test_an_outbox_of_the_previous_version_opens_and_keeps_its_rows(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    ids = _old_outbox(path, 4)
+    with Outbox(path) as outbox:
+        assert [i for i, _ in outbox.pending_rows(limit=10)] == ids
+        status = outbox.status()
+        assert (status.pending, status.dead_letters, outbox.body_limit) == (4, 0, None)
+        assert status.oldest_pending is not None
+        assert datetime.now(UTC) - status.oldest_pending > timedelta(hours=1)
+        token = collector.enroll(collector.add_school())
+        counted = Counted(collector.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=500)
+        assert (delivery.accepted, delivery.remaining) == (4, 0)
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "agent.yaml"
+    settings: dict[str, Any] = {
+        "collector_url": url,
+        "token": "t",
+        "state_dir": str(tmp_path / "state"),
+        "onnet": {"enabled": False},
+        "latency": {"enabled": False},
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.fixture
+def refused_outbox(collector: RunningCollector, tmp_path: Path) -> Iterator[Path]:
+    """An agent.yaml whose outbox holds 2 pending results (hours old) and 1 dead letter."""
+    config = _config(tmp_path, collector.url)
+    state = tmp_path / "state"
+    state.mkdir()
+    _old_outbox(state / "outbox.sqlite3", 3)
+    with Outbox(state / "outbox.sqlite3") as outbox:
+        first, _ = outbox.pending_rows(limit=1)[0]
+        outbox.bury([first], status=422, reason="invalid payload: download_bps: too fast")
+    yield config
+
+
+def test_outbox_command_shows_pending_and_dead_letters(refused_outbox: Path) -> None:
+    text = subprocess.run(
+        [AGENT, "outbox", "--config", str(refused_outbox)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("pending: 2 (oldest queued 2h ")
+    assert lines[1] == "dead letters: 1"
+    assert lines[2].endswith("HTTP 422: invalid payload: download_bps: too fast")
+    assert " throughput " in lines[2]
+
+    js = subprocess.run(
+        [AGENT, "outbox", "--config", str(refused_outbox), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert js.returncode == 0, js.stderr
+    report = json.loads(js.stdout)
+    assert (report["pending"], report["dead_letters"]) == (2, 1)
+    assert 7000 < report["oldest_pending_age_s"] < 7400
+    [dead] = report["newest_dead_letters"]
+    assert (dead["kind"], dead["status"]) == ("throughput", 422)
+    assert dead["reason"] == "invalid payload: download_bps: too fast"
