@@ -11,7 +11,9 @@ Jobs:
 - **snmp**: every `snmp_interval_s`, a poll of every device. A poll of the uplink's device waits
   while a test runs, and a test waits for it: neither measures the other.
 - **deliver**: every `delivery_interval_s`, and after each round, the outbox goes to the
-  collector; after a `Retry-After` (a 429 or 503), not before that time.
+  collector. While the collector cannot be reached, delivery backs off (`agent.backoff`):
+  exponentially, with full jitter, up to `delivery_backoff_max_s`, never before a `Retry-After`
+  (a 429 or 503); the next attempt is moved to that time, and a success resets it.
 - `add_periodic` adds jobs of the same kind (heartbeats, remote configuration).
 
 Everything a job measures goes into the durable outbox first. No job failure stops the daemon:
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -33,6 +36,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agent import backoff
 from agent.clock import Clock, SystemClock
 from agent.errors import CollectorUnavailable, ProbeError, ReadyNetError, UploadError
 from agent.measure import collector_client, measurement_round
@@ -55,6 +59,10 @@ SLOT_MARGIN_S = 30
 RETRY_PLANNING = timedelta(minutes=30)
 # A job that could not run on time (the box was suspended, the loop busy) still runs this late.
 MISFIRE_GRACE_S = 300
+# A delivery backing off is tried again this soon at the earliest (the job that failed has ended).
+MIN_RETRY_S = 1.0
+# A delivery moved to a later time may run this much early (the scheduler's and monotonic time).
+RETRY_SLACK_S = 0.25
 
 
 class _Deferred(Exception):
@@ -64,9 +72,16 @@ class _Deferred(Exception):
 class AgentDaemon:
     """The agent's scheduler and jobs; `run()` until `stop` is set."""
 
-    def __init__(self, settings: AgentSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
         self.policy = TestPolicy(settings.schedule, settings.state_dir, clock=self.clock.now)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Throughput tests and polls of the uplink's device never run at the same time.
@@ -74,9 +89,11 @@ class AgentDaemon:
         self.rounds_run = 0
         # Jobs running now, cancelled at shutdown before the state they write to is closed.
         self._running: set[asyncio.Task[Any]] = set()
-        # No delivery before this time.monotonic(): the collector asked for a pause (Retry-After,
-        # in the collector's real seconds, whatever the clock).
+        # No delivery before this time.monotonic(): backing off after `delivery_failures` failed
+        # deliveries in a row, or the collector asked for a pause (Retry-After). Real seconds,
+        # whatever the clock.
         self.deliver_not_before: float | None = None
+        self.delivery_failures = 0
 
     def add_periodic(self, name: str, job: Callable[[], Awaitable[None]], every_s: float) -> None:
         """Run `job` every `every_s` seconds, first after one interval (heartbeats, config)."""
@@ -266,8 +283,8 @@ class AgentDaemon:
         s = self.settings
         if self.deliver_not_before is not None:
             wait_s = self.deliver_not_before - time.monotonic()
-            if wait_s > 0:
-                logger.info("delivery waits %.0f s more (the collector's Retry-After)", wait_s)
+            if wait_s > RETRY_SLACK_S:
+                logger.info("delivery waits %.0f s more (backing off)", wait_s)
                 return
             self.deliver_not_before = None
         async with collector_client(s) as client:
@@ -277,14 +294,17 @@ class AgentDaemon:
                         outbox, client=client, batch_size=s.batch_size, secrets=s.secrets()
                     )
                 except UploadError as exc:
-                    if isinstance(exc, CollectorUnavailable) and exc.retry_after_s:
-                        self.deliver_not_before = time.monotonic() + exc.retry_after_s
+                    later = ""
+                    if isinstance(exc, CollectorUnavailable):
+                        later = f"; next try in {self._back_off(exc.retry_after_s):.0f} s"
                     logger.warning(
-                        "not delivered, %d results wait in the outbox: %s",
+                        "not delivered, %d results wait in the outbox: %s%s",
                         len(outbox),
                         redact(str(exc), s.secrets()),
+                        later,
                     )
                     return
+        self.delivery_failures = 0
         if done.accepted or done.duplicates:
             logger.info("delivered %d new, %d already stored", done.accepted, done.duplicates)
         if done.dead_lettered:
@@ -292,6 +312,27 @@ class AgentDaemon:
                 "%d results refused by the collector were set aside (readynet-agent outbox)",
                 done.dead_lettered,
             )
+
+    def _back_off(self, retry_after_s: float | None) -> float:
+        """Put the next delivery off after a failure; the seconds it waits."""
+        s = self.settings
+        self.delivery_failures += 1
+        wait_s = max(
+            MIN_RETRY_S,
+            backoff.delay_s(
+                self.delivery_failures,
+                base_s=s.delivery_interval_s,
+                cap_s=s.delivery_backoff_max_s,
+                rng=self.rng,
+                retry_after_s=retry_after_s,
+            ),
+        )
+        self.deliver_not_before = time.monotonic() + wait_s
+        if self.scheduler.running and self.scheduler.get_job("deliver") is not None:
+            # The periodic job runs at that time, then every interval from it.
+            at = datetime.now(UTC) + timedelta(seconds=wait_s)
+            self.scheduler.modify_job("deliver", next_run_time=at)
+        return wait_s
 
     def _queue(self, results: list[ProbeResult]) -> None:
         if not results:

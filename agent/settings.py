@@ -197,6 +197,9 @@ class AgentSettings(BaseSettings):
     # and delivery of the outbox at least this often.
     snmp_interval_s: float = Field(default=300, ge=10, le=3600)
     delivery_interval_s: float = Field(default=60, ge=1, le=3600)
+    # While the collector cannot be reached, delivery backs off (agent.backoff): the wait grows
+    # from `delivery_interval_s`, doubling with each failure, up to this many seconds, jittered.
+    delivery_backoff_max_s: float = Field(default=1800, ge=1, le=86400)
 
     @field_validator("token")
     @classmethod

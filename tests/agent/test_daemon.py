@@ -7,23 +7,27 @@ due within seconds; APScheduler fires them at the real times the clock maps them
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from random import Random
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from agent.backoff import delay_s
 from agent.clock import ScaledClock
 from agent.daemon import OUTBOX_FILE, AgentDaemon
 from agent.outbox import Outbox
 from agent.schedule import slots
 from agent.schedule.settings import BlackoutWindow, ScheduleSettings
 from agent.settings import AgentSettings, DeviceSettings
+from agent.wire import ThroughputTest
 from collector.store.models import Measurement, School, ThroughputResult
 from tests.fixtures.collector import RunningCollector
 from tests.fixtures.snmpsim import SnmpSim
@@ -59,8 +63,10 @@ def _settings(
 
 
 @asynccontextmanager
-async def _running(settings: AgentSettings) -> AsyncIterator[AgentDaemon]:
-    daemon = AgentDaemon(settings, clock=ScaledClock(START, HOUR_PER_SECOND))
+async def _running(
+    settings: AgentSettings, rng: Random | None = None
+) -> AsyncIterator[AgentDaemon]:
+    daemon = AgentDaemon(settings, clock=ScaledClock(START, HOUR_PER_SECOND), rng=rng)
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
     try:
@@ -230,3 +236,47 @@ def test_the_uplink_must_be_a_polled_device(
 ) -> None:
     with pytest.raises(ValueError, match=r"uplink\.device 'missing' is not one of devices"):
         _settings(collector, "tok", tmp_path, uplink={"device": device, "ifindex": 1})
+
+
+async def test_delivery_backs_off_while_the_collector_is_away_and_all_arrive_once_after(
+    collector: RunningCollector, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector stops: the daemon's tries come further and further apart (each a seeded
+    random time up to interval * 2 ** failures); it comes back: everything is stored once."""
+    caplog.set_level(logging.INFO, logger="agent.daemon")
+    token = collector.enroll(collector.add_school())
+    schedule = _settings(collector, token, tmp_path).schedule.model_dump()
+    # No round in this test (an hour a second: a week is minutes away): deliveries only.
+    schedule["blackout_windows"] = [{"start": "2027-02-28T00:00", "end": "2027-03-14T00:00"}]
+    settings = _settings(
+        collector, token, tmp_path / "state", schedule=schedule, delivery_backoff_max_s=8
+    )
+    queued = [ThroughputTest(path="onnet", server="x", download_bps=float(i)) for i in range(30)]
+    with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
+        outbox.add(queued)
+    collector.server.stop()
+    failures = 4
+    seed = 6
+    async with _running(settings, rng=Random(seed)) as daemon:
+        assert await _until(lambda: daemon.delivery_failures >= failures, 30)
+        collector.server.start()  # the same port
+        with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
+            assert await _until(lambda: len(outbox) == 0, 20)
+        assert daemon.delivery_failures == 0 and daemon.deliver_not_before is None
+    records = [r for r in caplog.records if r.name == "agent.daemon"]
+    tried = [r.created for r in records if r.getMessage().startswith("not delivered")]
+    [delivered] = [r.created for r in records if r.getMessage().startswith("delivered 30 new")]
+    assert len(tried) == failures
+    gaps = [b - a for a, b in zip([*tried, delivered], [*tried, delivered][1:], strict=False)]
+    reference = Random(seed)
+    expected = [
+        max(1.0, delay_s(n, base_s=1, cap_s=8, rng=reference)) for n in range(1, failures + 1)
+    ]
+    # Each try came when its seeded wait said, no sooner (the scheduler fires it then).
+    for gap, wait in zip(gaps, expected, strict=True):
+        assert wait - 0.3 <= gap <= wait + 0.7, (gaps, expected)
+    # At the fixed interval (1 s) there would have been twice as many tries by the last one.
+    assert tried[-1] - tried[0] >= 2 * (failures - 1)
+    with collector.sessions() as session:
+        stored = list(session.scalars(select(Measurement.id)))
+    assert sorted(stored) == sorted(t.id for t in queued)
