@@ -216,4 +216,10 @@ def _describe(result: ProbeResult) -> str:
         p50 = "n/a" if result.rtt_p50_ms is None else f"{result.rtt_p50_ms:.1f} ms"
         sent = result.answered + result.lost
         return f"latency ({result.target}): p50 {p50}, {result.lost} of {sent} lost"
-    return f"snmp {result.device}: {len(result.interfaces)} interfaces"
+    up = sum(1 for i in result.interfaces if i.oper_up)
+    line = f"snmp {result.device} ({result.profile}): {len(result.interfaces)} interfaces, {up} up"
+    if result.clients is not None:
+        line += f"; {result.clients} Wi-Fi clients"
+    if result.aps_up is not None:
+        line += f" on {result.aps_up} APs up"
+    return line
