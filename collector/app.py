@@ -94,6 +94,12 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.classroom_codes = CodeCache(app.state.gate, ttl_s=settings.classroom_code_cache_s)
     app.state.classroom_limiter = SpeedtestLimiter(classroom_limits(settings))
     app.state.classroom_result_rate = PostRate(per_hour=settings.classroom_results_per_hour)
+    # Agents' result posts: per agent per minute, when set (collector/api/routes/results.py).
+    app.state.agent_post_rate = (
+        PostRate(per_minute=settings.agent_posts_per_minute)
+        if settings.agent_posts_per_minute
+        else None
+    )
     hide_codes_in_access_log()
     app.state.board = ReadinessBoard(app.state.target_profile, days=settings.readiness_window_days)
     app.state.board_keeper = BoardKeeper(

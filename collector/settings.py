@@ -79,6 +79,11 @@ class CollectorSettings(BaseSettings):
     # Classroom results one school may store per hour (a burst of this many, refilled evenly):
     # a code handed to teachers can leak, and must not let anyone fill the database.
     classroom_results_per_hour: int = Field(default=240, ge=1)
+    # Result posts one agent may make per minute on /api/v1/results (a burst of this many, then
+    # refilled evenly), answered 429 with Retry-After before the body is read; unset, no limit.
+    # An agent delivers a backlog in batches back to back (500 results each): 60 lets a day's
+    # backlog through in minutes while a runaway agent cannot take the admitted requests.
+    agent_posts_per_minute: int | None = Field(default=None, ge=1)
     # How long a code's lookup is remembered: a revoked code stops working within this time.
     classroom_code_cache_s: float = Field(default=10, ge=0, le=3600)
     # Where teachers reach the collector (e.g. https://readynet.district.example), for the page

@@ -102,6 +102,9 @@ CLASSROOM_STREAMS = "too many classroom speed-test transfers open for this schoo
 CLASSROOM_BUDGET = "classroom speed-test byte budget of this school used up for now"
 CLASSROOM_RESULTS = "too many classroom results from this school for now"
 
+# Result posts per agent (collector/api/routes/results.py, `agent_posts_per_minute`).
+AGENT_POSTS = "too many result posts from this agent for now"
+
 # Test slots on a shared exit (collector/api/slots.py).
 SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"
 UNKNOWN_SLOT = "unknown slot"

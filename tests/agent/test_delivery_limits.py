@@ -1,7 +1,7 @@
 """Delivery against the collector's limits: byte-sized batches, 413, dead letters, Retry-After.
 
-All against a real collector on 127.0.0.1 (small body limits, a connection limit for a real
-503 with Retry-After); only the request count is watched, through an httpx event hook.
+All against a real collector on 127.0.0.1 (small body limits, a per-agent post rate for a real
+429 with Retry-After); only the request count is watched, through an httpx event hook.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.daemon import OUTBOX_FILE, AgentDaemon
 from agent.errors import CollectorUnavailable
@@ -30,7 +28,7 @@ from agent.settings import AgentSettings
 from agent.uploader import MAX_BODY_HEADER, deliver, retry_after_s
 from agent.wire import InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api.limits import MAX_BODY_HEADER as COLLECTOR_HEADER
-from tests.fixtures.collector import RunningCollector, ServerThread, StartCollector
+from tests.fixtures.collector import RunningCollector, StartCollector
 
 AGENT = str(Path(sys.executable).parent / "readynet-agent")
 LIMIT = 20_000
@@ -176,62 +174,49 @@ async def test_a_result_the_collector_refuses_is_dead_lettered_with_the_reason(
         assert "interfaces.1.name: String should have at most 200 characters" in dead.reason
 
 
-def _busy_collector(retry_after: str) -> ASGIApp:
-    """The collector's answer when a limit is reached: 429 with Retry-After. (The collector has
-    no post-rate limit on /api/v1/results, and its connection-limit 503 reaches a client
-    sending a body as a reset; this is the answer an agent must honour either way.)"""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            response = JSONResponse(
-                {"detail": "too many results"}, 429, headers={"Retry-After": retry_after}
-            )
-            await response(scope, receive, send)
-
-    return app
-
-
 @pytest.fixture
-def busy_collector() -> Iterator[ServerThread]:
-    at = datetime.now(UTC) + timedelta(seconds=120)
-    server = ServerThread(lambda: _busy_collector(format_datetime(at, usegmt=True)))
-    server.start()
-    yield server
-    server.stop()
+def one_post_a_minute(start_collector: StartCollector) -> RunningCollector:
+    """A collector that takes one result post a minute from each agent, then answers 429."""
+    return start_collector(agent_posts_per_minute=1)
 
 
 async def test_429_with_retry_after_stops_delivery_and_the_daemon_waits(
-    busy_collector: ServerThread, tmp_path: Path
+    one_post_a_minute: RunningCollector, tmp_path: Path
 ) -> None:
+    collector = one_post_a_minute
+    token = collector.enroll(collector.add_school())
     settings = AgentSettings.model_validate(
         {
-            "collector_url": busy_collector.url,
-            "token": "t",
+            "collector_url": collector.url,
+            "token": token,
             "state_dir": tmp_path / "state",
             "internet": {"enabled": False},
         }
     )
     with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
         outbox.add(_small(3))
-        counted = Counted(busy_collector.url, "t")
+        counted = Counted(collector.url, token)
         async with counted.client:
             with pytest.raises(CollectorUnavailable) as refused:
                 await deliver(outbox, client=counted.client, batch_size=1)
-        assert len(outbox) == 3 and counted.requests == 1
+        # The first batch was stored; the second was refused before its body was read.
+        assert len(outbox) == 2 and counted.requests == 2
     wait = refused.value.retry_after_s
-    assert wait is not None and 110 < wait <= 120
+    assert wait is not None and 55 <= wait <= 60
     assert "HTTP 429; retry after" in str(refused.value)
     daemon = AgentDaemon(settings)
     try:
         await daemon.deliver_outbox()
         assert daemon.deliver_not_before is not None
         # Retry-After is the floor, spread over one delivery interval (60 s) after it.
-        assert 110 < daemon.deliver_not_before - time.monotonic() <= 120 + 60
-        busy_collector.stop()  # were the next delivery tried, it would fail differently
+        assert 50 < daemon.deliver_not_before - time.monotonic() <= 60 + 60
+        collector.server.stop()  # were the next delivery tried, it would fail differently
         await daemon.deliver_outbox()
-        assert daemon.deliver_not_before is not None
+        assert daemon.deliver_not_before is not None and daemon.delivery_failures == 1
     finally:
         daemon.policy.close()
+    with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
+        assert len(outbox) == 2
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

@@ -13,8 +13,13 @@ from sqlalchemy import func, select
 
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api import errors
+from collector.api.limits import MAX_BODY_HEADER
+from collector.api.post_rate import PostRate
+from collector.settings import CollectorSettings
 from collector.store.models import InterfaceSample, Measurement
-from tests.fixtures.collector import RunningCollector
+from tests.fixtures.collector import RunningCollector, StartCollector
+
+DEFAULT_MAX_BATCH_BYTES = CollectorSettings.model_fields["max_batch_bytes"].default
 
 
 def _batch() -> Batch:
@@ -230,3 +235,40 @@ def test_same_batch_posted_concurrently_is_stored_once(collector_any_db: Running
     duplicates = sum(len(a.json()["duplicates"]) for a in answers)
     assert (accepted, duplicates) == (50, 350)
     assert _stored(collector) == 50
+
+
+def test_an_agents_posts_are_limited_per_minute_when_set(start_collector: StartCollector) -> None:
+    collector = start_collector(agent_posts_per_minute=3)
+    school = collector.add_school()
+    token, other = collector.enroll(school), collector.enroll(school)
+    for _ in range(3):  # a backlog's batches back to back: the minute's allowance at once
+        assert _post(collector, _batch().model_dump_json(), token).status_code == 200
+    refused = _post(collector, _batch().model_dump_json(), token)
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": errors.AGENT_POSTS}
+    # One post back every 20 seconds; the body limit is named on this answer too.
+    assert 19 <= int(refused.headers["Retry-After"]) <= 20
+    assert refused.headers[MAX_BODY_HEADER] == str(DEFAULT_MAX_BATCH_BYTES)
+    # Before the token: an unknown agent is 401, not counted against anyone.
+    assert _post(collector, _batch().model_dump_json(), "no-such-token").status_code == 401
+    # Another agent, of the same school, is not held back.
+    assert _post(collector, _batch().model_dump_json(), other).status_code == 200
+    assert _stored(collector) == 2 * 4
+
+
+def test_agents_posts_are_not_limited_by_default(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school())
+    for _ in range(100):
+        assert _post(collector, _batch().model_dump_json(), token).status_code == 200
+
+
+def test_the_per_minute_rate_refills_evenly() -> None:
+    rate = PostRate(per_minute=2)
+    assert rate.take(7, now=0.0) == 0.0
+    assert rate.take(7, now=0.0) == 0.0
+    assert rate.take(7, now=0.0) == pytest.approx(30)
+    assert rate.take(7, now=30.0) == 0.0
+    with pytest.raises(ValueError):
+        PostRate()
+    with pytest.raises(ValueError):
+        PostRate(per_hour=1, per_minute=1)

@@ -16,10 +16,12 @@ from pydantic import ValidationError
 
 from agent.wire import Receipt
 from collector.api.deps import AgentDep
-from collector.api.errors import error_responses, payload_error
+from collector.api.errors import AGENT_POSTS, error_responses, payload_error
 from collector.api.gate import ClientGone
 from collector.api.group_commit import GroupCommit, Post
 from collector.api.limits import uncompressed_body
+from collector.api.post_rate import PostRate
+from collector.api.transfers import too_many
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 
@@ -35,10 +37,19 @@ BATCH_BODY: dict[str, Any] = {
     "/results",
     response_model=Receipt,
     openapi_extra=BATCH_BODY,
-    responses=error_responses(400, 401, 408, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 408, 413, 415, 422, 429, 503),
 )
 async def post_results(request: Request, agent: AgentDep) -> Any:
-    """Store a batch. Idempotent: ids already stored are listed under `duplicates`."""
+    """Store a batch. Idempotent: ids already stored are listed under `duplicates`.
+
+    With `agent_posts_per_minute` set, an agent posts at most that many a minute (a burst of
+    that many, then refilled evenly); beyond it, 429 with `Retry-After`, before the body is read.
+    """
+    rate: PostRate | None = request.app.state.agent_post_rate
+    if rate is not None:
+        wait_s = rate.take(agent.id)
+        if wait_s > 0:
+            raise too_many(AGENT_POSTS, PostRate.retry_after_s(wait_s))
     body = await uncompressed_body(request)
     post = Post(agent.id, agent.school_id, body, request.is_disconnected)
     group_commit: GroupCommit = request.app.state.group_commit
