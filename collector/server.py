@@ -14,8 +14,10 @@ build their server here, so the tests run what production runs:
   passed (Apache mod_reqtimeout's rule), is answered 408 with a fixed detail and the connection
   is closed.
 - Connection limit: while `max_connections` are open, a new connection is answered 503 with
-  `Retry-After` at once, before its request is read, and closed. A flood then costs one
-  short-lived descriptor per connection and never starves accept().
+  `Retry-After` at once, before its request is read, and half-closed; what the client still
+  sends is dropped until it closes, for `REFUSAL_LINGER_S` at most (so a client sending a body
+  reads the 503, not a reset), at most `MAX_LINGERING` at once, beyond them closed at once. A
+  flood then costs one short-lived descriptor per connection and never starves accept().
 - Open files: `serve` raises the soft RLIMIT_NOFILE to the hard limit. The open connections
   and a burst of new ones (four listen backlogs of 2,048) must fit in it, about 12,300 files by
   default; where they cannot, `build_config` lowers `max_connections` and the backlog and warns.
@@ -58,6 +60,11 @@ from collector.settings import CollectorSettings
 logger = logging.getLogger("uvicorn.error")
 
 RETRY_AFTER_S = 5
+# A refused connection is read (and the bytes dropped) this long at most after the 503, so that
+# a client still sending its request reads the 503 instead of a reset; at most this many at once
+# (beyond them, closed at once as before: a flood must not hold descriptors).
+REFUSAL_LINGER_S = 2.0
+MAX_LINGERING = 256
 
 _REFUSAL_BODY = json.dumps({"detail": TOO_MANY_CONNECTIONS}).encode()
 REFUSAL = (
@@ -97,6 +104,7 @@ class _Refusals:
     def __init__(self) -> None:
         self.active = False
         self.count = 0
+        self.lingering = 0
 
 
 if TYPE_CHECKING:
@@ -124,6 +132,7 @@ class _Guard(_ProtocolBase):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._refused = False
+        self._linger: asyncio.TimerHandle | None = None
         self._head_deadline: asyncio.TimerHandle | None = None
         # The request cycle current when the deadline was armed: a new one means a head arrived.
         self._cycle_at_arming: object = None
@@ -147,15 +156,34 @@ class _Guard(_ProtocolBase):
             )
             self.REFUSALS.active = True
         self.REFUSALS.count += 1
-        # Answered before the request is read. Should the request arrive before the close, the
-        # close becomes a reset, but the 503 is already in the client's receive buffer.
+        # Answered before the request is read. Closed at once with the request unread, the
+        # close would be a reset, and a reset drops the 503 from the client's receive buffer
+        # (an agent posting a batch saw only "connection reset"). So the answer is followed by
+        # a FIN, what the client still sends is read and dropped, and the connection is closed
+        # when the client closes its side or after REFUSAL_LINGER_S (a lingering close).
         transport.write(REFUSAL)
-        transport.close()
+        if self.REFUSALS.lingering >= MAX_LINGERING or not transport.can_write_eof():
+            transport.close()
+            return
+        self.REFUSALS.lingering += 1
+        self.transport = transport
+        transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(REFUSAL_LINGER_S, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+            self.REFUSALS.lingering -= 1
         if not self._refused:
             super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        if self._refused:
+            self.transport.close()
+            return
+        super().eof_received()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

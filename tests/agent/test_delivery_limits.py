@@ -6,7 +6,9 @@ All against a real collector on 127.0.0.1 (small body limits, a per-agent post r
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from agent.settings import AgentSettings
 from agent.uploader import MAX_BODY_HEADER, deliver, retry_after_s
 from agent.wire import InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api.limits import MAX_BODY_HEADER as COLLECTOR_HEADER
+from collector.server import RETRY_AFTER_S
 from tests.fixtures.collector import RunningCollector, StartCollector
 
 AGENT = str(Path(sys.executable).parent / "readynet-agent")
@@ -217,6 +220,30 @@ async def test_429_with_retry_after_stops_delivery_and_the_daemon_waits(
         daemon.policy.close()
     with Outbox(settings.state_dir / OUTBOX_FILE) as outbox:
         assert len(outbox) == 2
+
+
+async def test_a_batch_posted_over_the_connection_limit_reads_the_503_and_its_retry_after(
+    start_collector: StartCollector, tmp_path: Path
+) -> None:
+    """The collector's connection-limit 503 reaches an agent that is sending a batch (it used
+    to be a connection reset, its Retry-After lost)."""
+    collector = start_collector(max_connections=3)
+    token = collector.enroll(collector.add_school())
+    held = [socket.create_connection(("127.0.0.1", collector.server.port)) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.2)
+        with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+            outbox.add([_poll(f"switch-{i}", 40) for i in range(100)])  # about 800 kB
+            counted = Counted(collector.url, token)
+            async with counted.client:
+                with pytest.raises(CollectorUnavailable) as refused:
+                    await deliver(outbox, client=counted.client, batch_size=500)
+            assert len(outbox) == 100 and counted.requests == 1
+        assert refused.value.retry_after_s == RETRY_AFTER_S
+        assert "HTTP 503" in str(refused.value)
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

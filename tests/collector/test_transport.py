@@ -36,7 +36,7 @@ from collector.process import (
     fit_to_open_files,
     raise_open_files_limit,
 )
-from collector.server import RETRY_AFTER_S
+from collector.server import REFUSAL_LINGER_S, RETRY_AFTER_S
 from collector.settings import CollectorSettings
 from collector.store.migrate import upgrade_to_head
 from tests.fixtures.collector import ServerThread, StartCollector
@@ -231,6 +231,39 @@ def test_connections_beyond_the_limit_get_503_with_retry_after(
         while httpx.get(f"{collector.url}/healthz", timeout=5).status_code != 200:
             assert time.monotonic() < deadline, "a freed connection slot was not reused"
             time.sleep(0.05)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_client_still_sending_its_body_reads_the_503_not_a_reset(
+    start_collector: StartCollector,
+) -> None:
+    """The refusal is followed by a FIN and what the client sends is read and dropped: a reset
+    would drop the 503 from the client's receive buffer (an agent's post saw only a reset)."""
+    collector = start_collector(max_connections=5)
+    held = [connect(collector.server.port) for _ in range(5)]
+    try:
+        body = b"x" * 2_000_000
+        head = (
+            b"POST /api/v1/results HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        with connect(collector.server.port) as sock:
+            time.sleep(0.2)  # the 503 is written before any of the request arrives
+            sock.sendall(head + body)
+            start = time.monotonic()
+            answer = read_until_closed(sock, 5)
+            assert time.monotonic() - start < 1
+        response = parse_response(answer)
+        assert response.status == 503
+        assert response.headers["retry-after"] == str(RETRY_AFTER_S)
+        # A client that never closes its side is closed after the linger.
+        with connect(collector.server.port) as sock:
+            sock.sendall(head)
+            start = time.monotonic()
+            assert parse_response(read_until_closed(sock, 5)).status == 503
+            assert time.monotonic() - start < REFUSAL_LINGER_S + 0.5
     finally:
         for sock in held:
             sock.close()
