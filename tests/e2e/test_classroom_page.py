@@ -96,7 +96,8 @@ def test_a_classroom_test_is_recorded_with_room_and_school(
     assert test.download_bytes * 8 >= test.download_bps * (1.5 - 0.5) * 0.9
     assert test.latency_ms is not None and 0 < test.latency_ms < 1000
     assert test.loaded_latency_ms is not None and 0 < test.loaded_latency_ms < 5000
-    assert test.responsiveness_rpm == pytest.approx(60_000 / test.loaded_latency_ms)
+    # Capped at the wire's 60,000 RPM (1 ms): an idle loopback may answer faster.
+    assert test.responsiveness_rpm == pytest.approx(min(60_000 / test.loaded_latency_ms, 60_000))
     assert 3.0 <= test.duration_s < 10  # two phases of 1.5 s, sampled to their end
 
 
