@@ -20,18 +20,6 @@ from agent.settings import DeviceSettings
 from agent.snmp.device import poll_device
 from agent.snmp.profile import ProfileSet, load_profiles
 
-SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"  # SNMPv2-MIB::sysObjectID.0
-SYS_UPTIME = "1.3.6.1.2.1.1.3.0"  # SNMPv2-MIB::sysUpTime.0
-
-IF_DESCR = "1.3.6.1.2.1.2.2.1.2"  # IF-MIB::ifDescr
-IF_SPEED = "1.3.6.1.2.1.2.2.1.5"  # IF-MIB::ifSpeed (bps)
-IF_IN_OCTETS = "1.3.6.1.2.1.2.2.1.10"  # IF-MIB::ifInOctets (Counter32)
-IF_OUT_OCTETS = "1.3.6.1.2.1.2.2.1.16"  # IF-MIB::ifOutOctets (Counter32)
-IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"  # IF-MIB::ifName
-IF_HC_IN_OCTETS = "1.3.6.1.2.1.31.1.1.1.6"  # IF-MIB::ifHCInOctets (Counter64)
-IF_HC_OUT_OCTETS = "1.3.6.1.2.1.31.1.1.1.10"  # IF-MIB::ifHCOutOctets (Counter64)
-IF_HIGH_SPEED = "1.3.6.1.2.1.31.1.1.1.15"  # IF-MIB::ifHighSpeed (Mbps)
-
 
 class SnmpProbe:
     """Poll one device; a device that does not answer yields a poll with `error`."""

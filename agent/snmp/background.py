@@ -10,11 +10,11 @@ from typing import Literal
 
 from agent.errors import ProbeError
 from agent.settings import DeviceSettings, UplinkSettings
+from agent.snmp.device import SYS_UPTIME
 from agent.snmp.rates import CounterSample, NoRate, interface_rate
 from agent.snmp.walk import SnmpValue, get_scalars, open_session
 from agent.uplink import Background
 
-SYS_UPTIME = "1.3.6.1.2.1.1.3.0"  # SNMPv2-MIB::sysUpTime.0
 IF_HC_IN_OCTETS = "1.3.6.1.2.1.31.1.1.1.6"
 IF_HC_OUT_OCTETS = "1.3.6.1.2.1.31.1.1.1.10"
 IF_IN_OCTETS = "1.3.6.1.2.1.2.2.1.10"  # Counter32, where there are no HC counters

@@ -15,14 +15,9 @@ from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
 from agent.errors import DeviceError
-from agent.probes.snmp import (
-    IF_HC_IN_OCTETS,
-    IF_HC_OUT_OCTETS,
-    IF_HIGH_SPEED,
-    SYS_OBJECT_ID,
-    SYS_UPTIME,
-    SnmpProbe,
-)
+from agent.probes.snmp import SnmpProbe
+from agent.snmp.background import IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS, IF_HIGH_SPEED
+from agent.snmp.device import SYS_OBJECT_ID, SYS_UPTIME
 from agent.snmp.walk import get_scalars, open_session, walk_columns
 from agent.wire import Batch, SnmpPoll
 from tests.fixtures.snmpsim import DATA_DIR, LOOPBACK, SnmpSim, free_udp_port
