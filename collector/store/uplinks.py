@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from collector.store.latest import SelectT
 from collector.store.models import (
     AccessPointSample,
     Device,
@@ -84,12 +85,10 @@ def uplink_peaks(*, session: Session, school_id: int, start: datetime) -> list[U
             ),
         )
         .join(SnmpPollResult, SnmpPollResult.poll_id == InterfaceRate.poll_id)
-        .join(Device, Device.id == SnmpPollResult.device_id)
-        .where(
-            Device.school_id == school_id,
-            SnmpPollResult.ordered_at >= start,
-            InterfaceSample.role.is_not(None),
-        )
+    )
+    query = (
+        _in_window(query, school_id, start)
+        .where(InterfaceSample.role.is_not(None))
         .order_by(SnmpPollResult.ordered_at)
     )
     grouped: dict[tuple[str, str, str], list[tuple[int | None, float | None, float | None]]]
@@ -128,18 +127,17 @@ def _peak(
 
 def wifi_peaks(*, session: Session, school_id: int, start: datetime) -> list[WifiPeak]:
     polls = session.execute(
-        select(
-            Device.name,
-            SnmpPollResult.clients,
-            SnmpPollResult.aps_up,
-            SnmpPollResult.aps_total,
+        _in_window(
+            select(
+                Device.name,
+                SnmpPollResult.clients,
+                SnmpPollResult.aps_up,
+                SnmpPollResult.aps_total,
+            ).select_from(SnmpPollResult),
+            school_id,
+            start,
         )
-        .join(Device, Device.id == SnmpPollResult.device_id)
-        .where(
-            Device.school_id == school_id,
-            SnmpPollResult.ordered_at >= start,
-            SnmpPollResult.clients.is_not(None),
-        )
+        .where(SnmpPollResult.clients.is_not(None))
         .order_by(SnmpPollResult.ordered_at)
     ).all()
     by_device: dict[str, list[tuple[int, int | None, int | None]]] = defaultdict(list)
@@ -168,25 +166,29 @@ def wifi_peaks(*, session: Session, school_id: int, start: datetime) -> list[Wif
 def _busiest_aps(session: Session, school_id: int, start: datetime) -> dict[str, tuple[str, int]]:
     """device → (AP name or key, most clients it carried in one poll)."""
     rows = session.execute(
-        select(
-            Device.name,
-            AccessPointSample.name,
-            AccessPointSample.key,
-            AccessPointSample.clients,
-        )
-        .join(SnmpPollResult, SnmpPollResult.poll_id == AccessPointSample.poll_id)
-        .join(Device, Device.id == SnmpPollResult.device_id)
-        .where(
-            Device.school_id == school_id,
-            SnmpPollResult.ordered_at >= start,
-            AccessPointSample.clients.is_not(None),
-        )
+        _in_window(
+            select(
+                Device.name,
+                AccessPointSample.name,
+                AccessPointSample.key,
+                AccessPointSample.clients,
+            ).join(SnmpPollResult, SnmpPollResult.poll_id == AccessPointSample.poll_id),
+            school_id,
+            start,
+        ).where(AccessPointSample.clients.is_not(None))
     )
     best: dict[str, tuple[str, int]] = {}
     for device, name, key, clients in rows:
         if clients is not None and (device not in best or clients > best[device][1]):
             best[device] = (name or key, clients)
     return best
+
+
+def _in_window(query: SelectT, school_id: int, start: datetime) -> SelectT:
+    """`query` (which reaches `SnmpPollResult`) kept to the school's polls since `start`."""
+    return query.join(Device, Device.id == SnmpPollResult.device_id).where(
+        Device.school_id == school_id, SnmpPollResult.ordered_at >= start
+    )
 
 
 def _mbps(bps: float | None) -> float | None:
