@@ -42,7 +42,7 @@ def _poll(device: str, ports: int) -> SnmpPoll:
         InterfaceCounters(ifindex=i, name=f"GigabitEthernet1/0/{i}", octets_in=i, octets_out=i)
         for i in range(1, ports + 1)
     ]
-    return SnmpPoll(device=device, address="10.0.0.1", interfaces=interfaces)
+    return SnmpPoll(device=device, address="127.0.0.1:161", interfaces=interfaces)
 
 
 def _small(count: int) -> list[ThroughputTest]:
