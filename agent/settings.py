@@ -156,6 +156,16 @@ class OnNetSettings(_Section):
         return self
 
 
+class OutboxSettings(_Section):
+    """How much the on-disk outbox may hold while the collector is away (`agent.outbox`)."""
+
+    # The outbox's results may take this much disk; past it, the policy in agent.outbox makes
+    # room (counted and reported, never silent). A Pi's SD card is small and shared.
+    max_mb: float = Field(default=200, ge=1, le=100_000)
+    # Results the collector refused, kept for a person to look at (`readynet-agent outbox`).
+    dead_letters_max: int = Field(default=10_000, ge=10, le=1_000_000)
+
+
 class UplinkSettings(_Section):
     """The school's uplink, checked for traffic before each throughput test (`agent.uplink`)."""
 
@@ -193,6 +203,7 @@ class AgentSettings(BaseSettings):
     devices: list[DeviceSettings] = Field(default_factory=list)
     snmp: SnmpSettings = Field(default_factory=SnmpSettings)
     uplink: UplinkSettings | None = None
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     # `readynet-agent run`: SNMP polls every this many seconds (utilisation figures assume 300),
     # and delivery of the outbox at least this often.
     snmp_interval_s: float = Field(default=300, ge=10, le=3600)
