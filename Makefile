@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo test check lint bench services clean
+.PHONY: install system-deps demo test check lint bench services dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,34 @@ lint: install
 
 bench: install system-deps
 	$(BIN)/python -m bench
+
+# The readynet wheel and sdist in dist/, and a wheelhouse of the agent's dependencies (not the
+# collector's) for deploy/pi/install.sh --wheelhouse at sites without internet. The build runs
+# here (setuptools >= 77 from the index); the target only installs wheels.
+# Wheelhouse for this machine's platform by default; for another one, pip platform tags, e.g.
+# a Raspberry Pi on Bookworm 64-bit (CPython 3.11, glibc 2.36):
+#   make dist WHEELHOUSE_PLATFORM="manylinux2014_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64"
+# which downloads binary wheels only, into dist/wheelhouse-<first tag>.
+DIST_VENV := build/dist-venv
+WHEELHOUSE_PLATFORM ?=
+WHEELHOUSE_PYTHON ?= 3.11
+WHEELHOUSE ?= dist/wheelhouse$(if $(WHEELHOUSE_PLATFORM),-$(firstword $(WHEELHOUSE_PLATFORM)))
+
+dist:
+	test -x $(DIST_VENV)/bin/python || $(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install --quiet --upgrade pip 'build>=1.2'
+	rm -f dist/readynet-*
+	$(DIST_VENV)/bin/python -m build --outdir dist .
+	rm -rf $(WHEELHOUSE)
+ifeq ($(WHEELHOUSE_PLATFORM),)
+	$(DIST_VENV)/bin/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) dist/readynet-*.whl
+else
+	$(DIST_VENV)/bin/python -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) \
+	  $(foreach tag,$(WHEELHOUSE_PLATFORM),--platform $(tag)) \
+	  --python-version $(WHEELHOUSE_PYTHON) --implementation cp dist/readynet-*.whl
+endif
+	@echo "dist/: $$(cd dist && echo readynet-*)"
+	@echo "$(WHEELHOUSE)/: $$(ls $(WHEELHOUSE) | wc -l) wheels (readynet's among them)"
 
 clean:
 	rm -rf .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
