@@ -11,6 +11,7 @@
         ├── CollectorUnavailable  network error, 5xx or 429: keep the batch, retry later
         │                         (`retry_after_s`: the collector's Retry-After, if it sent one)
         └── CollectorRejected     4xx: the collector refused it (bad token, bad payload)
+            └── TokenRefused      401: the agent's token is revoked, wrong or missing
 
 Library errors are turned into these at the boundary with ``raise ... from exc``.
 """
@@ -59,3 +60,14 @@ class CollectorRejected(UploadError):
         super().__init__(f"collector refused the batch: HTTP {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+class TokenRefused(CollectorRejected):
+    """401: the collector does not accept the agent's token (revoked, wrong or missing)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(status_code, detail)
+        self.args = (
+            f"the collector refused the agent's token (HTTP {status_code}: {detail}); "
+            "results stay in the outbox until the agent has a valid token",
+        )

@@ -23,10 +23,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from agent import __version__
-from agent.errors import CollectorRejected, CollectorUnavailable
+from agent.errors import CollectorRejected, CollectorUnavailable, TokenRefused
 from agent.outbox import Outbox
 from agent.redact import describe, redact, scrub
 from agent.wire import WIRE_VERSION, Batch, Measurement, Receipt
@@ -196,9 +196,17 @@ async def _post(
         response = await client.post(
             "/api/v1/results", content=body, headers={"Content-Type": "application/json"}
         )
+    except httpx.TimeoutException as exc:
+        timeout = f" within {client.timeout.read:g} s" if client.timeout.read else ""
+        reason = f"the collector did not answer{timeout}: {describe(exc, secrets)}"
+        raise CollectorUnavailable(_one_line(reason)) from exc
+    except httpx.RemoteProtocolError as exc:
+        reason = f"the collector's answer broke off: {describe(exc, secrets)}"
+        raise CollectorUnavailable(_one_line(reason)) from exc
     except httpx.HTTPError as exc:
         # h11 quotes a refused header whole ("Bearer <token> "), so never the raw exception.
-        raise CollectorUnavailable(f"cannot reach the collector: {describe(exc, secrets)}") from exc
+        reason = f"cannot reach the collector: {describe(exc, secrets)}"
+        raise CollectorUnavailable(_one_line(reason)) from exc
     max_bytes = _advertised_limit(response)
     if outbox is not None and max_bytes is not None and max_bytes != outbox.body_limit:
         outbox.body_limit = max_bytes
@@ -217,12 +225,20 @@ async def _post(
         if problems:
             redacted = {i: [redact(p, secrets) for p in ps] for i, ps in problems.items()}
             raise _Refused(detail, redacted)
-        raise CollectorRejected(status, detail)
+        if status == 401:
+            raise TokenRefused(status, _one_line(detail))
+        raise CollectorRejected(status, _one_line(detail))
     try:
         return Receipt.model_validate_json(response.content)
-    except ValueError as exc:
-        reason = redact(str(exc), secrets)
-        raise CollectorUnavailable(f"collector sent an unreadable receipt: {reason}") from exc
+    except ValidationError as exc:
+        # One line: which fields, not pydantic's block with the input repeated.
+        wrong = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        reason = redact(f"HTTP {status}, {len(response.content)} bytes: {wrong}", secrets)
+        raise CollectorUnavailable(
+            _one_line(f"collector sent an unreadable receipt: {reason}")
+        ) from exc
 
 
 def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -249,6 +265,12 @@ def _advertised_limit(response: httpx.Response) -> int | None:
     if not value.isdigit():
         return None
     return min(max(int(value), MIN_BODY_BYTES), MAX_BODY_BYTES)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """An error message as one line of at most `limit` characters (logs and the CLI print it)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _json(response: httpx.Response) -> Any:
