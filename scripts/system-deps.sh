@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real: SNMP tools, Prometheus and
 # promtool, iperf3, iproute2 (ip netns, tc), wrk (the collector load test), chromium (the
-# classroom page, driven by Playwright; Playwright never downloads a browser of its own).
+# classroom page, driven by Playwright; Playwright never downloads a browser of its own),
+# the linter shellcheck (deploy/pi/install.sh).
 # Idempotent: does nothing when all are present.
 set -euo pipefail
 
-PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk chromium)
+PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk chromium shellcheck)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

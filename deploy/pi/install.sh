@@ -240,6 +240,7 @@ fi
 
 # --- what to install, from where --------------------------------------------------------------
 # Wheels only: Bookworm's setuptools (66) cannot build readynet, and a Pi should not compile.
+PIP=("$PREFIX/bin/python" -m pip)
 PIP_ARGS=(--disable-pip-version-check --no-input --only-binary=:all:)
 if [ -n "$WHEELHOUSE" ]; then
   [ -d "$WHEELHOUSE" ] || die "--wheelhouse: no such directory: $WHEELHOUSE"
@@ -252,6 +253,8 @@ if [ -n "$WHEELHOUSE" ]; then
   if [ -n "$INDEX" ]; then
     PIP_ARGS+=(--index-url "$INDEX" --find-links "$WHEELHOUSE")
   else
+    # Offline: the wheelhouse alone, whatever pip.conf or PIP_* variables add (a mirror, links).
+    PIP=(env PIP_CONFIG_FILE=/dev/null "${PIP[@]}" --isolated)
     PIP_ARGS+=(--no-index --find-links "$WHEELHOUSE")
   fi
 elif [ -n "$INDEX" ]; then
@@ -295,7 +298,7 @@ else
 fi
 
 pip_install() {
-  if ! "$PREFIX/bin/python" -m pip install "${PIP_ARGS[@]}" "$@" >"$LOG" 2>&1; then
+  if ! "${PIP[@]}" install "${PIP_ARGS[@]}" "$@" >"$LOG" 2>&1; then
     local missing
     missing="$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' "$LOG" | head -n 1)"
     if [ -n "$missing" ] && [ -n "$WHEELHOUSE" ] && [ -z "$INDEX" ]; then
@@ -315,7 +318,7 @@ if [ -n "$WHEEL" ]; then
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SUM" ] && [ -x "$AGENT" ]; then
     echo "==> $(basename "$WHEEL") is installed already"
   else
-    echo "==> pip install $(basename "$WHEEL")"
+    echo "==> pip install $(basename "$WHEEL")${WHEELHOUSE:+ with the wheels in $WHEELHOUSE}"
     pip_install "$REQUIREMENT"
     pip_install --force-reinstall --no-deps "$REQUIREMENT"
     echo "$SUM" >"$STAMP"
