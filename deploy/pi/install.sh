@@ -368,8 +368,9 @@ if [ -n "$ENROLL_CODE" ]; then
     [ -z "$CA_BUNDLE" ] || ENROLL+=(--ca-bundle "$(realpath "$CA_BUNDLE")")
     # As root: the service user may not write /etc/readynet. Ownership is handed over below.
     if ! (umask 077 && "$AGENT" "${ENROLL[@]}") >"$LOG" 2>&1; then
+      # readynet-agent enroll says why on a line "error: ..." (the collector's reason).
       reason="$(sed -n 's/^error: //p' "$LOG" | head -n 1)"
-      die "enrolment refused: ${reason:-$(tail -n 1 "$LOG")}"
+      die "enrolment failed: ${reason:-$(tail -n 1 "$LOG")}"
     fi
     cat "$LOG"
   fi
