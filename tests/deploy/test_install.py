@@ -212,6 +212,28 @@ def test_refusals(root: ThrowawayRoot, wheelhouse: Path, tmp_path: Path) -> None
     assert not root.path(f"/etc/systemd/system/{UNIT}").exists()
 
 
+def _simple_index(wheelhouse: Path, dest: Path) -> Path:
+    """A PEP 503 index of the wheelhouse's wheels, as files (pip reads file:// indexes)."""
+    for wheel in wheelhouse.glob("*.whl"):
+        project = dest / wheel.name.split("-")[0].replace("_", "-")
+        project.mkdir(parents=True, exist_ok=True)
+        with (project / "index.html").open("a") as page:
+            page.write(f'<a href="{wheel.as_uri()}">{wheel.name}</a>\n')
+    return dest
+
+
+def test_index_installs_the_checkouts_release(
+    offline_root: ThrowawayRoot, wheelhouse: Path, tmp_path: Path
+) -> None:
+    index = _simple_index(wheelhouse, tmp_path / "simple").as_uri()
+    out = succeeded(install(offline_root, "--index", index))
+    assert f"pip install readynet==0.1.0 from {index}" in out
+    assert offline_root.path("/opt/readynet/bin/readynet-agent").is_file()
+    # A release the index does not have: pip's complaint, summarised.
+    missing = install(offline_root, "--index", index, "--release", "9.9")
+    assert refused(missing) == "install.sh: pip found no wheel for readynet==9.9"
+
+
 def test_install_script_is_shellcheck_clean() -> None:
     # scripts/system-deps.sh installs Debian's shellcheck.
     run_ok("shellcheck", "--shell=bash", SCRIPT)
