@@ -212,7 +212,8 @@ uninstall() {
   fi
   if id -u "$SERVICE_USER" >/dev/null 2>&1; then
     echo "==> removing the system user $SERVICE_USER"
-    userdel "$SERVICE_USER"
+    userdel "$SERVICE_USER" 2>/dev/null \
+      || die "cannot remove the user $SERVICE_USER: does a process of it still run? (ps -u $SERVICE_USER)"
   fi
   if [ "$PURGE" -eq 1 ]; then
     echo "==> purging $CONFIG and its token, and $STATE_DIR (the outbox)"
