@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from agent import __version__, outbox_cli
+from agent import __version__, enrol_cli, outbox_cli, tls
 from agent.daemon import AgentDaemon
 from agent.errors import ReadyNetError, UploadError
 from agent.measure import collector_client, measurement_round
@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReadyNetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    tls.use_ca_bundle(settings.ca_bundle)
     if hasattr(args, "report"):
         try:
             report: int = args.report(settings, args)
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     flush = sub.add_parser("flush", help="deliver what waits in the outbox")
     flush.set_defaults(handler=flush_outbox)
     status = outbox_cli.add_parser(sub)
+    enrol_cli.add_parser(sub)
     for command in (run, once, flush, status):
         command.add_argument(
             "--config",

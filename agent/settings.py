@@ -6,14 +6,17 @@ loopback values explicitly.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     SerializationInfo,
     ValidationError,
@@ -21,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -191,8 +195,17 @@ class AgentSettings(BaseSettings):
         env_prefix="READYNET_AGENT_", env_nested_delimiter="__", extra="forbid"
     )
 
-    collector_url: str = "http://readynet-collector:8080"
+    collector_url: str = "https://readynet-collector"
+    # The agent's bearer token: from `token_file` (written by `readynet-agent enroll`, mode 600)
+    # or given here. Exactly one of the two.
     token: SecretStr
+    token_file: Path | None = None
+    # CA certificates to verify the collector with (a district's own CA); default: the system's.
+    ca_bundle: FilePath | None = None
+    # http:// sends the token in clear: refused for anything but loopback unless set (a lab).
+    allow_insecure_http: bool = False
+    # Heartbeats (and remote-config checks) this often; the collector calls a silent agent stale.
+    heartbeat_interval_s: float = Field(default=60, ge=5, le=3600)
     state_dir: Path = Path("/var/lib/readynet-agent")
     upload_timeout_s: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=1000)
@@ -211,6 +224,28 @@ class AgentSettings(BaseSettings):
     # While the collector cannot be reached, delivery backs off (agent.backoff): the wait grows
     # from `delivery_interval_s`, doubling with each failure, up to this many seconds, jittered.
     delivery_backoff_max_s: float = Field(default=1800, ge=1, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        token_file = data.get("token_file")
+        if token_file and data.get("token"):
+            raise ValueError("token and token_file are both set: keep one")
+        if token_file:
+            path = Path(token_file)
+            try:
+                data = {**data, "token": path.read_text(encoding="utf-8")}
+            except (OSError, UnicodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ValueError(f"token_file {path}: cannot read it: {reason}") from None
+        elif not data.get("token"):
+            raise ValueError(
+                "no token: run `readynet-agent enroll --collector URL --code CODE` "
+                "(or set token_file or token)"
+            )
+        return data
 
     @field_validator("token")
     @classmethod
@@ -233,6 +268,13 @@ class AgentSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("collector_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_not_in_clear(self) -> AgentSettings:
+        problem = insecure_http_problem(self.collector_url, allowed=self.allow_insecure_http)
+        if problem is not None:
+            raise ValueError(f"collector_url: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _uplink_is_a_device(self) -> AgentSettings:
@@ -275,6 +317,26 @@ class AgentSettings(BaseSettings):
         return [self.token.get_secret_value(), *snmp]
 
 
+def insecure_http_problem(url: str, *, allowed: bool) -> str | None:
+    """Why the token must not go to `url`, or None: http:// is for loopback or when allowed."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or allowed or _loopback(parts.hostname or ""):
+        return None
+    return (
+        f"http:// to {parts.hostname} would send the token in clear text: use https://, "
+        "or set allow_insecure_http: true (a lab network only)"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_settings(config_path: Path | None) -> AgentSettings:
     """Read agent settings from a YAML file (if given) and the environment.
 
@@ -288,15 +350,20 @@ def load_settings(config_path: Path | None) -> AgentSettings:
     try:
         return AgentSettings(_yaml_file=config_path)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid agent settings: {problems}") from None
     except YAMLError as exc:
         raise ConfigError(f"{config_path} is not valid YAML: {_yaml_problem(exc)}") from None
     except SettingsError as exc:
         # e.g. a nested variable that is not JSON: names the field and the source, not the value.
         raise ConfigError(f"invalid agent settings: {exc}") from None
+
+
+def _problem(err: ErrorDetails) -> str:
+    # A whole-settings check has no key to name; its message names what is wrong.
+    where = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _yaml_problem(exc: YAMLError) -> str:

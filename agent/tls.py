@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from functools import cache
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +27,21 @@ def collector_ssl_context(url: str) -> ssl.SSLContext | None:
     return None
 
 
+# A district's own CA (`ca_bundle` in agent.yaml): one collector per agent, so one per process.
+_ca_bundle: Path | None = None
+
+
+def use_ca_bundle(path: Path | None) -> None:
+    """Verify the collector against `path` from now on (None: the default bundle)."""
+    global _ca_bundle
+    if path != _ca_bundle:
+        _ca_bundle = path
+        _shared_context.cache_clear()
+
+
 @cache
 def _shared_context() -> ssl.SSLContext:
+    if _ca_bundle is not None:
+        # Verified as strictly as the default: hostname and chain, TLS 1.2 or newer.
+        return ssl.create_default_context(cafile=str(_ca_bundle))
     return httpx.create_ssl_context()

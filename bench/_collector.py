@@ -74,7 +74,7 @@ def enroll(database_url: str) -> str:
         database_url, "school", "add", "--name", "Load School", "--students", "450", "--staff", "50"
     )
     token = collector_cli(
-        database_url, "agent", "enroll", "--school", school_id, "--name", "load-agent"
+        database_url, "agent", "add", "--school", school_id, "--name", "load-agent"
     )
     return token.splitlines()[0]
 

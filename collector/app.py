@@ -20,6 +20,7 @@ from collector.api.limits import BodySizeLimit
 from collector.api.openapi import with_wire_schemas
 from collector.api.post_rate import PostRate
 from collector.api.routes import (
+    agents,
     classroom,
     health,
     librespeed,
@@ -80,7 +81,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.gate = StoreGate(app.state.session_factory, workers=settings.store_workers())
-    app.state.tokens = TokenCache()
+    app.state.tokens = TokenCache(ttl_s=settings.agent_token_cache_s)
     app.state.group_commit = GroupCommit(
         app.state.gate, serialize_writes=engine.dialect.name == "sqlite"
     )
@@ -110,7 +111,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.scrape_renderer = ScrapeRenderer()
     # Turns on shared exits, in memory: see collector/api/slots.py.
     app.state.slots = SlotBoard()
-    for module in (health, metrics, results, schools, speedtest, slots, librespeed, classroom):
+    routers = (health, metrics, results, schools, speedtest, slots, librespeed, classroom, agents)
+    for module in routers:
         app.include_router(module.router)
     install_error_handlers(app)
     # Only result posts are limited: on-net and classroom upload tests are meant to be large.

@@ -34,20 +34,26 @@ _IN_QUERY = re.compile(r"([?&]code=)[^&#\s]*", re.IGNORECASE)
 MASK = "***"
 
 
-def new_code() -> str:
-    """A fresh random code in its canonical form, e.g. `7KX4-M2QD`."""
-    symbols = "".join(secrets.choice(ALPHABET) for _ in range(CODE_SYMBOLS))
-    return f"{symbols[:GROUP]}-{symbols[GROUP:]}"
+def new_code(symbols: int = CODE_SYMBOLS) -> str:
+    """A fresh random code in its canonical form, e.g. `7KX4-M2QD`.
+
+    Longer codes (an agent's enrolment code has 16 symbols) are grouped by four the same way.
+    """
+    return _grouped("".join(secrets.choice(ALPHABET) for _ in range(symbols)))
 
 
-def normalise(typed: str) -> str | None:
-    """The canonical form of a typed code, or None when it cannot be one."""
-    if len(typed) > MAX_TYPED_CHARS:
+def normalise(typed: str, symbols: int = CODE_SYMBOLS) -> str | None:
+    """The canonical form of a typed code of `symbols` symbols, or None when it cannot be one."""
+    if len(typed) > MAX_TYPED_CHARS * symbols // CODE_SYMBOLS:
         return None
-    symbols = _SEPARATORS.sub("", typed).upper()
-    if len(symbols) != CODE_SYMBOLS or not _SYMBOLS.issuperset(symbols):
+    bare = _SEPARATORS.sub("", typed).upper()
+    if len(bare) != symbols or not _SYMBOLS.issuperset(bare):
         return None
-    return f"{symbols[:GROUP]}-{symbols[GROUP:]}"
+    return _grouped(bare)
+
+
+def _grouped(symbols: str) -> str:
+    return "-".join(symbols[i : i + GROUP] for i in range(0, len(symbols), GROUP))
 
 
 def redact(text: str) -> str:

@@ -7,10 +7,12 @@ is validated: a mistyped number is answered at once, without a database.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -145,10 +147,46 @@ def _parser() -> argparse.ArgumentParser:
     district.add_parser("list", help="list districts").set_defaults(handler=_district_list)
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(required=True)
-    enroll = agent.add_parser("enroll", help="create an agent for a school and print its token")
-    enroll.add_argument("--school", required=True, help="school id")
-    enroll.add_argument("--name", required=True)
+    enroll = agent.add_parser(
+        "enroll",
+        help="a one-time enrolment code for a new agent of a school (or to re-enrol an agent); "
+        "on the agent's box: readynet-agent enroll --collector URL --code CODE",
+    )
+    whose = enroll.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--school", help="school id: a new agent for this school")
+    whose.add_argument("--agent", metavar="NAME", help="re-enrol this existing agent")
+    enroll.add_argument("--name", help="the new agent's name (default: school-ID-agent-N)")
     enroll.set_defaults(handler=_agent_enroll)
+    add_agent = agent.add_parser(
+        "add", help="create an agent and print its token at once (scripts; people use enroll)"
+    )
+    add_agent.add_argument("--school", required=True, help="school id")
+    add_agent.add_argument("--name", required=True)
+    add_agent.set_defaults(handler=_agent_add)
+    agent_list = agent.add_parser("list", help="every agent's status, version and heartbeat")
+    agent_list.add_argument("--school", help="only this school's agents")
+    agent_list.add_argument("--format", choices=("text", "json"), default="text")
+    agent_list.set_defaults(handler=_agent_list)
+    revoke_agent = agent.add_parser(
+        "revoke", help="revoke an agent's token (401 from now on; re-enrol it with a new code)"
+    )
+    revoke_agent.add_argument("name")
+    revoke_agent.set_defaults(handler=_agent_revoke)
+    config = agent.add_parser(
+        "config", help="the settings the collector holds for an agent (schedule, devices, uplink)"
+    ).add_subparsers(required=True)
+    config_set = config.add_parser("set", help="hold these settings (YAML) for the agent")
+    config_set.add_argument("name")
+    config_set.add_argument("--file", required=True, type=Path, help="YAML, - for stdin")
+    config_set.set_defaults(handler=_agent_config_set)
+    config_show = config.add_parser("show", help="print the settings held for the agent")
+    config_show.add_argument("name")
+    config_show.set_defaults(handler=_agent_config_show)
+    config_clear = config.add_parser(
+        "clear", help="stop holding settings for the agent (it goes back to its own agent.yaml)"
+    )
+    config_clear.add_argument("name")
+    config_clear.set_defaults(handler=_agent_config_clear)
 
     classroom = sub.add_parser(
         "classroom", help="manage classroom codes (the classroom test page)"
@@ -253,6 +291,57 @@ def _school_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
 
 
 def _agent_enroll(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.agents import UnknownAgent, issue_enrolment_code
+    from collector.store.queries import DuplicateName, UnknownSchool
+
+    values: dict[str, Any] = {}
+    if args.school is not None:
+        school_id = _validated(
+            SchoolSelection, {"school_id": _whole(args.school)}, options={"school_id": "school"}
+        ).school_id
+        if args.name is not None:
+            values = {
+                "name": _validated(
+                    AgentCreate,
+                    {"school_id": school_id, "name": args.name},
+                    options={"school_id": "school"},
+                ).name
+            }
+        values["school_id"] = school_id
+    elif args.name is not None:
+        raise CommandError(
+            "name: only for a new agent (--school), not with --agent", status=EXIT_USAGE
+        )
+    valid_for = timedelta(days=settings.enrolment_code_days)
+    with _session(settings) as session:
+        try:
+            agent, code = issue_enrolment_code(
+                session=session,
+                school_id=values.get("school_id"),
+                name=values.get("name"),
+                agent_name=args.agent,
+                valid_for=valid_for,
+            )
+        except UnknownSchool as exc:
+            raise CommandError(f"school: {exc}", status=EXIT_USAGE) from None
+        except UnknownAgent as exc:
+            raise CommandError(f"agent: {exc}", status=EXIT_USAGE) from None
+        except DuplicateName as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+        # The code alone on stdout's first line, so scripts can capture it; only its digest
+        # is kept, so it is never shown again.
+        print(code)
+        until = datetime.now(UTC) + valid_for
+        print(
+            f"enrolment code for agent {agent.name!r} (id {agent.id}) of school {agent.school_id}, "
+            f"usable once until {until:%Y-%m-%d %H:%M} UTC; on the agent's box run:\n"
+            f"  readynet-agent enroll --collector {settings.page_url('')} --code {code}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _agent_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
     new = _validated(
         AgentCreate,
         {"school_id": _whole(args.school), "name": args.name},
@@ -273,6 +362,126 @@ def _agent_enroll(args: argparse.Namespace, settings: CollectorSettings) -> int:
             f"enrolled agent {agent.name!r} (id {agent.id}) for school {new.school_id}",
             file=sys.stderr,
         )
+    return 0
+
+
+def _agent_list(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    school_id = None
+    if args.school is not None:
+        school_id = _validated(
+            SchoolSelection, {"school_id": _whole(args.school)}, options={"school_id": "school"}
+        ).school_id
+    from collector.api.routes.agents import agent_out
+    from collector.store.agents import agent_statuses
+
+    stale_after = timedelta(seconds=settings.agent_stale_after_s)
+    with _session(settings) as session:
+        rows = [
+            agent_out(s)
+            for s in agent_statuses(session=session, stale_after=stale_after, school_id=school_id)
+        ]
+    if args.format == "json":
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    print("NAME\tSCHOOL\tSTATUS\tVERSION\tLAST HEARTBEAT\tOUTBOX\tDEAD LETTERS\tCLOCK")
+    for r in rows:
+        seen = (
+            "-" if r.seconds_since_heartbeat is None else f"{_ago(r.seconds_since_heartbeat)} ago"
+        )
+        clock = "-" if r.clock_offset_s is None else f"{r.clock_offset_s:+.1f} s"
+        print(
+            f"{r.name}\t{r.school_id} {r.school_name}\t{r.status}\t{r.version or '-'}\t{seen}"
+            f"\t{_dash(r.outbox_pending)}\t{_dash(r.dead_letters)}\t{clock}"
+        )
+    return 0
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _agent_revoke(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.agents import UnknownAgent, revoke_agent
+
+    with _session(settings) as session:
+        try:
+            agent, was_active = revoke_agent(session=session, name=args.name)
+        except UnknownAgent as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+        print(f"revoked agent {agent.name!r} of school {agent.school_id}")
+    if not was_active:
+        print("it had been revoked already", file=sys.stderr)
+    print(
+        "a running collector refuses its token within a minute; re-enrol it with "
+        f"`readynet-collector agent enroll --agent {args.name}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _agent_config_set(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from agent.remote_config import RemoteConfigError, parse_remote_config
+
+    try:
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+    except OSError as exc:
+        raise CommandError(
+            f"file: cannot read {args.file}: {exc.strerror}", status=EXIT_USAGE
+        ) from None
+    try:
+        config = parse_remote_config(text)
+    except RemoteConfigError as exc:
+        raise CommandError(f"file: {exc}", status=EXIT_USAGE) from None
+    from collector.store.agents import UnknownAgent, set_agent_config
+
+    with _session(settings) as session:
+        try:
+            etag = set_agent_config(session=session, name=args.name, config=config)
+        except UnknownAgent as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+    print(etag)
+    print(
+        f"agent {args.name!r} picks these settings up with its next heartbeat (within a minute)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _agent_config_show(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.agents import UnknownAgent, agent_config_by_name
+
+    with _session(settings) as session:
+        try:
+            held = agent_config_by_name(session=session, name=args.name)
+        except UnknownAgent as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+        if held is None:
+            print(f"no settings held for agent {args.name!r}", file=sys.stderr)
+            return 0
+        print(f"# etag {held.etag}, updated {held.updated_at:%Y-%m-%dT%H:%M:%SZ}")
+        print(json.dumps(json.loads(held.document), indent=2))
+    return 0
+
+
+def _agent_config_clear(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    from collector.store.agents import UnknownAgent, clear_agent_config
+
+    with _session(settings) as session:
+        try:
+            had = clear_agent_config(session=session, name=args.name)
+        except UnknownAgent as exc:
+            raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
+    print(f"agent {args.name!r}: " + ("settings cleared" if had else "held no settings"))
     return 0
 
 

@@ -89,7 +89,7 @@ def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
     name, students, staff = DEMO_SCHOOL["name"], DEMO_SCHOOL["students"], DEMO_SCHOOL["staff"]
     add = [collector, "school", "add", "--name", f"{name}", "--students", f"{students}"]
     school_id = int(_run([*add, "--staff", f"{staff}"], env, echo=False))
-    enroll = [collector, "agent", "enroll", "--school", f"{school_id}", "--name", "demo-pi"]
+    enroll = [collector, "agent", "add", "--school", f"{school_id}", "--name", "demo-pi"]
     token = _run(enroll, env, echo=False).strip()
     print(
         f"school {school_id}: {name} ({students} students, {staff} staff); agent demo-pi enrolled"

@@ -84,6 +84,13 @@ class CollectorSettings(BaseSettings):
     # An agent delivers a backlog in batches back to back (500 results each): 60 lets a day's
     # backlog through in minutes while a runaway agent cannot take the admitted requests.
     agent_posts_per_minute: int | None = Field(default=None, ge=1)
+    # Agents send a heartbeat every minute; one silent for longer than this is `stale`.
+    agent_stale_after_s: float = Field(default=300, ge=60, le=7 * 86400)
+    # How long a known agent token is answered from memory: a token revoked by `agent revoke`
+    # (another process) stops working within this time.
+    agent_token_cache_s: float = Field(default=60, ge=0, le=3600)
+    # How long an enrolment code from `agent enroll` can be exchanged for a token.
+    enrolment_code_days: float = Field(default=7, gt=0, le=365)
     # How long a code's lookup is remembered: a revoked code stops working within this time.
     classroom_code_cache_s: float = Field(default=10, ge=0, le=3600)
     # Where teachers reach the collector (e.g. https://readynet.district.example), for the page

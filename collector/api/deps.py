@@ -13,13 +13,17 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from collector.api.errors import BAD_TOKEN
+from collector.api.errors import AGENT_REVOKED, BAD_TOKEN
 from collector.api.gate import StoreGate
 from collector.api.tokens import CallingAgent as CallingAgent  # re-exported for routes
 from collector.api.tokens import TokenCache
-from collector.store.queries import agent_for_token, hash_token
+from collector.store.agents import agent_for_token
+from collector.store.queries import hash_token
 
-_bearer = HTTPBearer(auto_error=False, description="The agent token from `agent enroll`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The agent token (`readynet-agent enroll` exchanges a code for it).",
+)
 # Longer than any token we issue; anything longer is refused without a database lookup.
 MAX_TOKEN_CHARS = 200
 
@@ -45,6 +49,10 @@ async def get_agent(
         agent = await _agent_for(token, gate, request.app.state.tokens)
     if agent is None:
         raise HTTPException(401, BAD_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+    if agent.revoked:
+        raise HTTPException(
+            401, AGENT_REVOKED, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
     return agent
 
 
@@ -59,7 +67,9 @@ async def _agent_for(token: str, gate: StoreGate, cache: TokenCache) -> CallingA
 
     def lookup(session: Session) -> CallingAgent | None:
         row = agent_for_token(session=session, token=token)
-        return None if row is None else CallingAgent(row.id, row.name, row.school_id)
+        if row is None:
+            return None
+        return CallingAgent(row.id, row.name, row.school_id, revoked=row.revoked_at is not None)
 
     # A burst from one agent (or a thousand requests on a cold start) asks the database once.
     return await cache.single_flight(digest, lambda: gate.run(lookup))

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 MALFORMED_JSON = "malformed JSON"
 INVALID_PAYLOAD = "invalid payload"
 BAD_TOKEN = "invalid or missing agent token"
+AGENT_REVOKED = "agent token revoked: enrol the agent again with a new code"
+ENROLMENT_REFUSED = "enrolment code refused"
 BODY_TOO_LARGE = "request body too large"
 UNKNOWN_SCHOOL = "unknown school"
 UNKNOWN_DISTRICT = "unknown district"
@@ -40,7 +42,8 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     400: f"`{MALFORMED_JSON}`: the body is not JSON",
-    401: f"`{BAD_TOKEN}`",
+    401: f"`{BAD_TOKEN}`, or `{AGENT_REVOKED}`",
+    403: f"`{ENROLMENT_REFUSED}`: unknown, used or expired code (the reason in `errors`)",
     404: "the resource does not exist",
     408: "the request body did not arrive in time",
     413: f"`{BODY_TOO_LARGE}`",

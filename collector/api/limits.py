@@ -89,3 +89,16 @@ async def uncompressed_body(request: Request) -> bytes:
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise HTTPException(415, UNSUPPORTED_ENCODING)
     return await request.body()
+
+
+async def small_body(request: Request, max_bytes: int) -> bytes:
+    """A small body (a slot request, a heartbeat), refused with 413 past `max_bytes` unread."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, BODY_TOO_LARGE, headers={"Connection": "close"})
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise HTTPException(413, BODY_TOO_LARGE, headers={"Connection": "close"})
+    return bytes(body)

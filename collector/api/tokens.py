@@ -1,7 +1,8 @@
 """Agent tokens, checked without a database round trip for agents seen in the last minute.
 
 Under a burst, a thousand requests each looking their token up in the database would queue a
-thousand lookups ahead of any real work. Known tokens are answered from memory for `ttl_s`;
+thousand lookups ahead of any real work. Known tokens are answered from memory for `ttl_s` (so a
+token revoked from the command line stops working within that time);
 unknown ones are remembered briefly too, so a flood of bad tokens costs one lookup per token and
 few seconds, not one per request. Only SHA-256 digests are kept, never tokens.
 """
@@ -26,12 +27,15 @@ class CallingAgent:
     id: int
     name: str
     school_id: int
+    # A revoked agent is remembered as such, to be told so (401) rather than "unknown token".
+    revoked: bool = False
 
 
 class TokenCache:
     """A bounded, expiring map from token digest to agent (or None for "no such agent")."""
 
-    def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, *, ttl_s: float = KNOWN_TTL_S, max_entries: int = MAX_ENTRIES) -> None:
+        self._ttl_s = ttl_s
         self._entries: OrderedDict[str, tuple[float, CallingAgent | None]] = OrderedDict()
         self._max_entries = max_entries
         self._in_flight: dict[str, asyncio.Future[CallingAgent | None]] = {}
@@ -65,7 +69,7 @@ class TokenCache:
         return True, entry[1]
 
     def put(self, digest: str, agent: CallingAgent | None) -> None:
-        ttl = KNOWN_TTL_S if agent is not None else UNKNOWN_TTL_S
+        ttl = self._ttl_s if agent is not None else min(self._ttl_s, UNKNOWN_TTL_S)
         self._entries[digest] = (time.monotonic() + ttl, agent)
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_entries:

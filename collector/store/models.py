@@ -117,13 +117,80 @@ class Agent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    # Only a SHA-256 of the token is kept: a leaked database leaks no credentials.
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # Only a SHA-256 of the token is kept: a leaked database leaks no credentials. None until
+    # the agent has exchanged its enrolment code for a token.
+    token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # When the code was exchanged (or the token minted directly), and from which host.
+    enrolled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    hostname: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # A revoked agent keeps its row and history; its token answers 401 until it is re-enrolled.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # After the agent rotates its token, the old one still works until the new one is first
+    # used or this time passes: an agent that crashed before saving the new token is not
+    # locked out.
+    previous_token_sha256: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True
+    )
+    previous_token_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     school: Mapped[School] = relationship(back_populates="agents")
+    heartbeat: Mapped[AgentHeartbeat | None] = relationship(back_populates="agent")
+
+
+class EnrolmentCode(Base):
+    """A one-time code a technician types on the agent's box; only its SHA-256 is kept."""
+
+    __tablename__ = "enrolment_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AgentHeartbeat(Base):
+    """The newest heartbeat of one agent: what district IT needs to see it is alive and well."""
+
+    __tablename__ = "agent_heartbeats"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    version: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    outbox_pending: Mapped[int] = mapped_column(BigInteger)
+    outbox_oldest_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    dead_letters: Mapped[int] = mapped_column(BigInteger)
+    # Results the outbox summarised or dropped to stay under its size cap (never silently).
+    outbox_lost: Mapped[int] = mapped_column(BigInteger)
+    last_test_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_delivery_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    ceiling_mbps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ceiling_wifi: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    ceiling_interface: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The agent's clock minus the collector's, in seconds (positive: the agent is ahead).
+    clock_offset_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    config_etag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    config_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    agent: Mapped[Agent] = relationship(back_populates="heartbeat")
+
+
+class AgentConfig(Base):
+    """The part of an agent's settings the collector holds: schedule, devices, uplink."""
+
+    __tablename__ = "agent_configs"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    # Canonical JSON (sorted keys), so the ETag names the content.
+    document: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Measurement(Base):

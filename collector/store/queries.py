@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -90,12 +91,18 @@ def list_schools(*, session: Session) -> Sequence[School]:
 
 
 def enroll_agent(*, session: Session, school_id: int, name: str) -> tuple[Agent, str]:
-    """Create an agent for a school; returns it with its token, which is shown only this once."""
+    """Create an agent for a school with its token at once (scripts and tests; people use an
+    enrolment code, `collector.store.agents`); the token is shown only this once."""
     new = AgentCreate(school_id=school_id, name=name)
     if session.get(School, new.school_id) is None:
         raise UnknownSchool(f"no school with id {new.school_id}")
     token = secrets.token_urlsafe(32)
-    agent = Agent(school_id=new.school_id, name=new.name, token_sha256=hash_token(token))
+    agent = Agent(
+        school_id=new.school_id,
+        name=new.name,
+        token_sha256=hash_token(token),
+        enrolled_at=datetime.now(UTC),
+    )
     session.add(agent)
     try:
         session.commit()
@@ -108,7 +115,3 @@ def enroll_agent(*, session: Session, school_id: int, name: str) -> tuple[Agent,
 def shared_exit_of(*, session: Session, school_id: int) -> str | None:
     """The shared exit a school is behind, or None when it has its own."""
     return session.scalar(select(School.shared_exit).where(School.id == school_id))
-
-
-def agent_for_token(*, session: Session, token: str) -> Agent | None:
-    return session.scalar(select(Agent).where(Agent.token_sha256 == hash_token(token)))

@@ -29,11 +29,16 @@ from agent.schedule.settings import BlackoutWindow, ScheduleSettings
 from agent.settings import AgentSettings, DeviceSettings
 from agent.wire import ThroughputTest
 from collector.store.models import Measurement, School, ThroughputResult
-from tests.fixtures.collector import RunningCollector
+from tests.fixtures.collector import LOOPBACK_BUDGETS, RunningCollector, StartCollector
 from tests.fixtures.snmpsim import SnmpSim
 
 HOUR_PER_SECOND = 3600.0
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)  # a Monday morning
+
+
+@pytest.fixture
+def collector(start_collector: StartCollector) -> RunningCollector:
+    return start_collector(**LOOPBACK_BUDGETS)
 
 
 def _settings(

@@ -13,7 +13,12 @@ from agent.probes.ceiling import Ceiling
 from agent.probes.onnet import OnNetProbe
 from agent.settings import OnNetSettings
 from agent.wire import MAX_RPM, ThroughputTest
-from tests.fixtures.collector import RunningCollector, ServerThread, StartCollector
+from tests.fixtures.collector import (
+    LOOPBACK_BUDGETS,
+    RunningCollector,
+    ServerThread,
+    StartCollector,
+)
 from tests.fixtures.faults import Receive, Scope, Send
 
 # Short phases keep the suite fast; the shape of the test is the production one.
@@ -26,6 +31,11 @@ QUICK = {
     "loaded_ping_interval_s": 0.05,
 }
 LOOPBACK = Ceiling("lo", None, False)
+
+
+@pytest.fixture
+def collector(start_collector: StartCollector) -> RunningCollector:
+    return start_collector(**LOOPBACK_BUDGETS)
 
 
 async def _run(

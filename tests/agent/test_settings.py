@@ -50,7 +50,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         (GOOD.replace("port: 1161", "port: 99999"), "devices.0.port"),
         (GOOD.replace("token: a-real-token-value", "token: changeme"), "placeholder"),
         (GOOD.replace("http://127.0.0.1:8080/", "127.0.0.1:8080"), "collector_url"),
-        ("collector_url: http://127.0.0.1\n", "token: Field required"),
+        ("collector_url: http://127.0.0.1\n", "no token: run `readynet-agent enroll"),
         (GOOD + "onnet: {streams_down: 0}\n", "onnet.streams_down"),
     ],
 )

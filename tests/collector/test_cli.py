@@ -84,7 +84,7 @@ def school_add(name: Arg = "Adams Middle", students: str = "800", staff: str = "
 
 
 def enroll(school: str = "1", name: Arg = "pi-adams") -> list[Arg]:
-    return ["agent", "enroll", "--school", school, "--name", name]
+    return ["agent", "add", "--school", school, "--name", name]
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_agent_to_verdict_and_metric(
         )
     )
     token = run_ok(
-        collector, "agent", "enroll", "--school", str(school_id), "--name", "pi-1", env=env
+        collector, "agent", "add", "--school", str(school_id), "--name", "pi-1", env=env
     )
     config = tmp_path / "agent.yaml"
     config.write_text(

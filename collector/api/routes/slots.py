@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from collector.api.deps import AgentDep, GateDep
 from collector.api.errors import (
-    BODY_TOO_LARGE,
     SLOT_BUSY,
     UNKNOWN_SLOT,
     error_responses,
     payload_error,
 )
+from collector.api.limits import small_body
 from collector.api.slots import Held, SlotBoard, exit_key
 from collector.store.queries import shared_exit_of
 
@@ -91,7 +91,7 @@ def get_board(request: Request) -> SlotBoard:
 )
 async def take_slot(request: Request, agent: AgentDep, gate: GateDep) -> Any:
     """A slot of `seconds` on the school's exit, or 409 while another test holds it."""
-    body = await _small_body(request)
+    body = await small_body(request, MAX_BODY_BYTES)
     try:
         wanted = SlotRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -113,15 +113,3 @@ async def release_slot(request: Request, agent: AgentDep, slot_id: SlotId) -> Re
     if not get_board(request).give_back(slot_id=slot_id, agent_id=agent.id):
         raise HTTPException(404, UNKNOWN_SLOT)
     return Response(status_code=204)
-
-
-async def _small_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, BODY_TOO_LARGE, headers={"Connection": "close"})
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, BODY_TOO_LARGE, headers={"Connection": "close"})
-    return bytes(body)
