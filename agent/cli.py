@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from agent import __version__, enrol_cli, outbox_cli, tls
-from agent.daemon import AgentDaemon
+from agent import __version__, enrol_cli, outbox_cli, status_cli, tls
+from agent.daemon import AgentDaemon, open_outbox
 from agent.errors import ReadyNetError, UploadError
 from agent.measure import collector_client, measurement_round
-from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
 from agent.redact import redact
 from agent.schedule.policy import TestPolicy
@@ -31,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A technician's command that needs no agent.yaml and no token (`snmp probe`).
         standalone: int = args.standalone(args)
         return standalone
+    if hasattr(args, "checked"):
+        # `check-config`: loading the config is the command itself.
+        checked: int = args.checked(args.config)
+        return checked
     try:
         # load_settings never quotes a value, so its errors need no redaction.
         settings = load_settings(args.config)
@@ -72,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     flush.set_defaults(handler=flush_outbox)
     status = outbox_cli.add_parser(sub)
     enrol_cli.add_parser(sub)
-    for command in (run, once, flush, status):
+    for command in (run, once, flush, status, *status_cli.add_parsers(sub)):
         command.add_argument(
             "--config",
             type=Path,
@@ -117,14 +120,14 @@ async def run_once(settings: AgentSettings) -> int:
         policy.close()
     for result in results:
         print(_describe(result))
-    with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:
+    with open_outbox(settings) as outbox:
         outbox.add(results)
     return await flush_outbox(settings)
 
 
 async def flush_outbox(settings: AgentSettings) -> int:
     async with collector_client(settings) as client:
-        with Outbox(settings.state_dir / "outbox.sqlite3") as outbox:
+        with open_outbox(settings) as outbox:
             try:
                 delivery = await deliver(
                     outbox,

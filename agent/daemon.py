@@ -14,7 +14,15 @@ Jobs:
   collector. While the collector cannot be reached, delivery backs off (`agent.backoff`):
   exponentially, with full jitter, up to `delivery_backoff_max_s`, never before a `Retry-After`
   (a 429 or 503); the next attempt is moved to that time, and a success resets it.
-- `add_periodic` adds jobs of the same kind (heartbeats, remote configuration).
+- **heartbeat**: at start and every `heartbeat_interval_s`, the agent tells the collector it is
+  alive and how it is doing (`agent.heartbeat`); when the collector holds newer settings for it
+  (schedule, devices, uplink: `agent.remote_config`), they are fetched, checked and applied
+  without a restart, and kept as the last good copy; invalid ones are refused and reported.
+- `add_periodic` adds jobs of the same kind.
+
+The first round after install (no round has run from this state directory yet) starts
+`first_round_s` after the daemon, inside the school day or not (blackouts, quiet hours and the
+data budget still hold), so that whoever installed the agent sees it measure and deliver.
 
 Everything a job measures goes into the durable outbox first. No job failure stops the daemon:
 it is logged and the job runs again at its next time.
@@ -30,25 +38,37 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import ValidationError
 
-from agent import backoff
+from agent import __version__, backoff
 from agent.clock import Clock, SystemClock
 from agent.errors import CollectorUnavailable, ProbeError, ReadyNetError, UploadError
+from agent.heartbeat import (
+    CLOCK_WARNING_S,
+    StatusFile,
+    build_heartbeat,
+    fetch_config,
+    iso,
+    send_heartbeat,
+)
 from agent.measure import collector_client, measurement_round
-from agent.outbox import Outbox
+from agent.outbox import MB, Outbox
 from agent.probes.base import ProbeResult
+from agent.probes.ceiling import Ceiling, ceiling_towards
 from agent.redact import redact, scrub
+from agent.remote_config import RemoteConfigError, RemoteConfigFile, merged
 from agent.schedule import slots
 from agent.schedule.policy import Defer, Go, TestPolicy
 from agent.settings import AgentSettings
 from agent.snmp import poller
 from agent.uploader import deliver
-from agent.wire import ThroughputTest
+from agent.wire import SnmpPoll, ThroughputTest
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +99,25 @@ class AgentDaemon:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings
+        # agent.yaml as read at start; settings the collector holds are laid over it.
+        self.local_settings = settings
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.policy = TestPolicy(settings.schedule, settings.state_dir, clock=self.clock.now)
+        self.status_file = StatusFile(settings.state_dir)
+        self.status = self.status_file.load()
+        self.status.version = __version__
+        self.status.started_at = iso(datetime.now(UTC))
+        self.status.last_heartbeat_error = None
+        self.remote_file = RemoteConfigFile(settings.state_dir)
+        # A remote config the agent refused: not fetched again until the collector changes it.
+        self.refused_etag: str | None = None
+        self.settings = self._with_saved_remote(settings)
+        self.policy = TestPolicy(
+            self.settings.schedule, self.settings.state_dir, clock=self.clock.now
+        )
+        # A round and a change of settings never overlap.
+        self.round_lock = asyncio.Lock()
+        self.first_round = self.status.first_round_at is None and settings.first_round_s is not None
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Throughput tests and polls of the uplink's device never run at the same time.
         self.test_lock = asyncio.Lock()
@@ -119,7 +154,20 @@ class AgentDaemon:
             misfire_grace_time=MISFIRE_GRACE_S,
         )
         self.add_periodic("deliver", self.deliver_outbox, s.delivery_interval_s)
-        self._plan_round(self.policy.next_start())
+        self.scheduler.add_job(
+            self._tracked(_logged("heartbeat", self.heartbeat)),
+            IntervalTrigger(seconds=s.heartbeat_interval_s, timezone=UTC),
+            id="heartbeat",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=MISFIRE_GRACE_S,
+        )
+        if self.first_round and s.first_round_s is not None:
+            self._plan_round(self.clock.now() + timedelta(seconds=s.first_round_s))
+        else:
+            self._plan_round(self.policy.next_start())
+        self._save_status()
         self.scheduler.start()
         logger.info("agent running: %d devices, next test %s", len(s.devices), self._next_round())
         try:
@@ -136,15 +184,17 @@ class AgentDaemon:
 
     async def measurement_job(self) -> None:
         """The planned round: vet it, run it, plan the next. Never raises."""
-        try:
-            await self._vetted_round()
-        except Exception:
-            logger.exception("measurement round failed")
-            self._plan_round(self.clock.now() + RETRY_PLANNING)
+        async with self.round_lock:
+            try:
+                await self._vetted_round()
+            except Exception:
+                logger.exception("measurement round failed")
+                self._plan_round(self.clock.now() + RETRY_PLANNING)
 
     async def _vetted_round(self) -> None:
-        decision = self.policy.decide()
+        decision = self.policy.decide(anytime=self.first_round)
         if isinstance(decision, Defer):
+            self.first_round = False
             logger.info("test deferred: %s; next try %s", decision.reason, decision.retry_at)
             self._plan_round(self.policy.next_start(decision.retry_at) or decision.retry_at)
             return
@@ -190,7 +240,7 @@ class AgentDaemon:
                 logger.info("test deferred: %s; next try %s", background, retry)
                 self._plan_round(retry)
                 return
-            stopped = self.policy.holds_back()
+            stopped = self.policy.holds_back(anytime=self.first_round)
             if stopped is not None:
                 self.policy.release(decision.ticket)
                 logger.info("test deferred at its start: %s", stopped.reason)
@@ -198,7 +248,14 @@ class AgentDaemon:
                 return
             results = await measurement_round(self.settings)
         self.rounds_run += 1
+        now = iso(datetime.now(UTC))
+        if self.first_round:
+            self.first_round = False
+            self.status.first_round_at = now
+        if any(isinstance(r, ThroughputTest) and r.error is None for r in results):
+            self.status.last_test_at = now
         self._queue(self._recorded(results, decision.ticket, background))
+        self._save_status()
 
     async def _background(self) -> float | str | None:
         """The uplink's inbound traffic (bit/s), None if unknown, or why it is too busy."""
@@ -278,6 +335,9 @@ class AgentDaemon:
             async with self.test_lock:
                 results += await poller.poll([d for d in s.devices if d.name == uplink], s.snmp)
         self._queue([scrub(result, s.secrets()) for result in results])
+        if any(isinstance(r, SnmpPoll) and r.error is None for r in results):
+            self.status.last_poll_at = iso(datetime.now(UTC))
+            self._save_status()
 
     async def deliver_outbox(self) -> None:
         s = self.settings
@@ -288,7 +348,7 @@ class AgentDaemon:
                 return
             self.deliver_not_before = None
         async with collector_client(s) as client:
-            with Outbox(s.state_dir / OUTBOX_FILE) as outbox:
+            with open_outbox(s) as outbox:
                 try:
                     done = await deliver(
                         outbox, client=client, batch_size=s.batch_size, secrets=s.secrets()
@@ -306,6 +366,8 @@ class AgentDaemon:
                     return
         self.delivery_failures = 0
         if done.accepted or done.duplicates:
+            self.status.last_delivery_at = iso(datetime.now(UTC))
+            self._save_status()
             logger.info("delivered %d new, %d already stored", done.accepted, done.duplicates)
         if done.dead_lettered:
             logger.warning(
@@ -334,11 +396,153 @@ class AgentDaemon:
             self.scheduler.modify_job("deliver", next_run_time=at)
         return wait_s
 
+    # --- heartbeat and remote config ------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        self._reread_token()
+        s = self.settings
+        with self._outbox() as outbox:
+            figures = outbox.status(newest=0)
+        beat = build_heartbeat(self.status, figures, self._ceiling(), sent_at=datetime.now(UTC))
+        async with collector_client(s) as client:
+            try:
+                receipt = await send_heartbeat(client, beat, secrets=s.secrets())
+            except UploadError as exc:
+                self.status.last_heartbeat_error = redact(str(exc), s.secrets())
+                self._save_status()
+                logger.warning("heartbeat not delivered: %s", self.status.last_heartbeat_error)
+                return
+            self.status.last_heartbeat_at = iso(receipt.received_at)
+            self.status.last_heartbeat_error = None
+            self.status.clock_offset_s = round(receipt.clock_offset_s, 3)
+            if abs(receipt.clock_offset_s) > CLOCK_WARNING_S:
+                logger.warning(
+                    "this box's clock is %+.0f s off the collector's: results carry its time; "
+                    "enable NTP (systemd-timesyncd) and systemd-time-wait-sync.service",
+                    receipt.clock_offset_s,
+                )
+            etag = receipt.config_etag
+            if etag != self.status.config_etag and (etag is None or etag != self.refused_etag):
+                await self._update_config(client, etag)
+        self._save_status()
+
+    async def _update_config(self, client: httpx.AsyncClient, etag: str | None) -> None:
+        if etag is None:
+            logger.info("the collector holds no settings for this agent: back to agent.yaml")
+            self.remote_file.clear()
+            self.status.config_etag = self.status.config_error = None
+            await self.apply_settings(self.local_settings)
+            return
+        document = await fetch_config(
+            client, self.status.config_etag, secrets=self.settings.secrets()
+        )
+        if document is None:
+            return
+        try:
+            new = merged(self.local_settings, document.config)
+        except RemoteConfigError as exc:
+            self.refused_etag = document.etag
+            self.status.config_error = f"settings {document.etag} refused: {exc}"
+            logger.error("%s; keeping the settings in use", self.status.config_error)
+            return
+        self.remote_file.save(document.etag, document.config)
+        await self.apply_settings(new)
+        self.status.config_etag, self.status.config_error = document.etag, None
+        logger.info(
+            "settings %s from the collector applied: %d devices", document.etag, len(new.devices)
+        )
+
+    async def apply_settings(self, new: AgentSettings) -> None:
+        """Run with `new` from now on: replan the rounds if the schedule changed, re-time polls."""
+        async with self.round_lock:
+            old, self.settings = self.settings, new
+            if new.schedule != old.schedule:
+                self.policy.close()
+                self.policy = TestPolicy(new.schedule, new.state_dir, clock=self.clock.now)
+                if self.scheduler.running and not self.first_round:
+                    self._plan_round(self.policy.next_start())
+            if new.snmp_interval_s != old.snmp_interval_s and self.scheduler.running:
+                self.scheduler.reschedule_job(
+                    "snmp",
+                    trigger=IntervalTrigger(
+                        seconds=new.snmp_interval_s, timezone=UTC, jitter=_jitter(new)
+                    ),
+                )
+
+    def _reread_token(self) -> None:
+        """Take up a token `readynet-agent rotate-token` (or a re-enrolment) wrote meanwhile."""
+        path = self.settings.token_file
+        if path is None:
+            return
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError):
+            return
+        if not token or token == self.settings.token.get_secret_value():
+            return
+        try:
+            self.local_settings = AgentSettings.model_validate(
+                {**_fields(self.local_settings), "token": token}
+            )
+            self.settings = AgentSettings.model_validate({**_fields(self.settings), "token": token})
+        except ValidationError:
+            logger.error("%s does not hold a valid token; keeping the one in use", path)
+            return
+        logger.info("using the new token from %s", path)
+
+    def _with_saved_remote(self, local: AgentSettings) -> AgentSettings:
+        """`local` with the last good remote config over it, if there is one that still fits."""
+        saved = self.remote_file.load()
+        if saved is None:
+            self.status.config_etag = None
+            return local
+        etag, document = saved
+        try:
+            settings = merged(local, document)
+        except RemoteConfigError as exc:
+            # agent.yaml changed under it (a device renamed): the collector will send it again.
+            self.status.config_etag = None
+            self.status.config_error = f"saved settings {etag} no longer fit: {exc}"
+            logger.error("%s; running on agent.yaml alone", self.status.config_error)
+            return local
+        self.status.config_etag = etag
+        return settings
+
+    def _ceiling(self) -> Ceiling | None:
+        parts = urlsplit(self.settings.collector_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            return ceiling_towards(parts.hostname or "", port)
+        except OSError:
+            return None
+
+    def _save_status(self) -> None:
+        try:
+            self.status_file.save(self.status)
+        except OSError as exc:
+            logger.warning("cannot write %s: %s", self.status_file.path, exc)
+
+    def _outbox(self) -> Outbox:
+        return open_outbox(self.settings)
+
     def _queue(self, results: list[ProbeResult]) -> None:
         if not results:
             return
-        with Outbox(self.settings.state_dir / OUTBOX_FILE) as outbox:
+        with self._outbox() as outbox:
             outbox.add(results)
+
+
+def _fields(settings: AgentSettings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in type(settings).model_fields}
+
+
+def open_outbox(settings: AgentSettings) -> Outbox:
+    """The agent's outbox, held under the size and dead-letter caps of `settings.outbox`."""
+    return Outbox(
+        settings.state_dir / OUTBOX_FILE,
+        max_bytes=round(settings.outbox.max_mb * MB),
+        dead_letters_max=settings.outbox.dead_letters_max,
+    )
 
 
 def _logged(name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

@@ -206,6 +206,10 @@ class AgentSettings(BaseSettings):
     allow_insecure_http: bool = False
     # Heartbeats (and remote-config checks) this often; the collector calls a silent agent stale.
     heartbeat_interval_s: float = Field(default=60, ge=5, le=3600)
+    # The first round after install (none has run from state_dir yet) starts this many seconds
+    # after the daemon, in the school day or not, so the installer sees it work; None: wait for
+    # the schedule.
+    first_round_s: float | None = Field(default=30, ge=0, le=3600)
     state_dir: Path = Path("/var/lib/readynet-agent")
     upload_timeout_s: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=1000)
@@ -231,15 +235,20 @@ class AgentSettings(BaseSettings):
         if not isinstance(data, dict):
             return data
         token_file = data.get("token_file")
-        if token_file and data.get("token"):
-            raise ValueError("token and token_file are both set: keep one")
         if token_file:
             path = Path(token_file)
             try:
-                data = {**data, "token": path.read_text(encoding="utf-8")}
+                from_file = path.read_text(encoding="utf-8")
             except (OSError, UnicodeError) as exc:
                 reason = getattr(exc, "strerror", None) or type(exc).__name__
                 raise ValueError(f"token_file {path}: cannot read it: {reason}") from None
+            # Settings rebuilt from settings carry the token read from the file before.
+            given = data.get("token")
+            if isinstance(given, SecretStr):
+                given = given.get_secret_value()
+            if given and str(given).strip() != from_file.strip():
+                raise ValueError("token and token_file are both set: keep one")
+            data = {**data, "token": from_file}
         elif not data.get("token"):
             raise ValueError(
                 "no token: run `readynet-agent enroll --collector URL --code CODE` "

@@ -108,11 +108,21 @@ class TestPolicy:
             now=now, runs=runs, fits_budget=lambda day: self.budget.fits(day, estimate)
         )
 
-    def decide(self, now: datetime | None = None, estimate_bytes: int | None = None) -> Go | Defer:
-        """Whether a round may start now; Go puts it on the ledger at `estimate_bytes`."""
+    def decide(
+        self,
+        now: datetime | None = None,
+        estimate_bytes: int | None = None,
+        *,
+        anytime: bool = False,
+    ) -> Go | Defer:
+        """Whether a round may start now; Go puts it on the ledger at `estimate_bytes`.
+
+        `anytime`: outside the school day too (the first round after install, which shows the
+        technician that everything works); blackouts, quiet hours and the budget still hold.
+        """
         now = self._now(now)
         estimate = self._estimate(estimate_bytes)
-        stopped = self.holds_back(now)
+        stopped = self.holds_back(now, anytime=anytime)
         if stopped is not None:
             return stopped
         day = self.calendar.local_date(now)
@@ -130,7 +140,7 @@ class TestPolicy:
         """Blackouts and quiet hours only: whether they let a test start now, and until when not."""
         return self.blackouts.may_start(self._now(now))
 
-    def holds_back(self, now: datetime | None = None) -> Defer | None:
+    def holds_back(self, now: datetime | None = None, *, anytime: bool = False) -> Defer | None:
         """Just before a round that `decide` let through starts: what stops it now, if anything.
 
         The round may have waited (another test, an uplink check) long enough for a blackout
@@ -140,7 +150,7 @@ class TestPolicy:
         blocked = self.blackouts.may_start(now)
         if isinstance(blocked, Blocked):
             return Defer(blocked.reason, blocked.until)
-        if self.calendar.band_of(now) is None:
+        if not anytime and self.calendar.band_of(now) is None:
             # A retry (slot or uplink busy) can land after the school day: the goal's bands
             # are inside it, and so are the hours the district agreed to.
             later = self.next_start(now) or self.calendar.next_midnight(now)
