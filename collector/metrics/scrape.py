@@ -196,10 +196,44 @@ def _agents(out: Exposition, session: Session) -> None:
         "gauge",
         "When the agent last delivered a batch, Unix time; 0 until it first does.",
     )
+    heartbeat = out.family(
+        "readynet_agent_last_heartbeat_timestamp_seconds",
+        "gauge",
+        "When the newest heartbeat arrived (every minute while the agent runs); 0 until its first.",
+    )
+    revoked = out.family("readynet_agent_revoked", "gauge", "1 when the agent's token is revoked.")
+    pending = out.family(
+        "readynet_agent_outbox_pending", "gauge", "Results waiting in the agent's outbox."
+    )
+    dead = out.family(
+        "readynet_agent_dead_letters", "gauge", "Results the collector refused, kept by the agent."
+    )
+    lost = out.family(
+        "readynet_agent_outbox_lost",
+        "gauge",
+        "Results the agent's outbox summarised or dropped to stay under its size cap, ever.",
+    )
+    offset = out.family(
+        "readynet_agent_clock_offset_seconds",
+        "gauge",
+        "The agent's clock minus the collector's at its newest heartbeat.",
+    )
     for a in states:
         agent = labels(agent=a.agent, school=a.school)
         enrolled.add(agent, a.enrolled_at.timestamp())
         seen.add(agent, 0 if a.last_seen_at is None else a.last_seen_at.timestamp())
+        heartbeat.add(agent, 0 if a.heartbeat_at is None else a.heartbeat_at.timestamp())
+        revoked.add(agent, int(a.revoked))
+        if a.heartbeat_at is None:
+            continue
+        for family, value in (
+            (pending, a.outbox_pending),
+            (dead, a.dead_letters),
+            (lost, a.outbox_lost),
+            (offset, a.clock_offset_s),
+        ):
+            if value is not None:
+                family.add(agent, value)
 
 
 def _devices(out: Exposition, session: Session) -> None:

@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select, true
 from sqlalchemy.orm import Session, aliased
 
-from collector.store.models import Agent, Device, InterfaceSample, School, SnmpPollResult
+from collector.store.models import (
+    Agent,
+    AgentHeartbeat,
+    Device,
+    InterfaceSample,
+    School,
+    SnmpPollResult,
+)
 
 SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
@@ -66,6 +73,13 @@ class AgentState:
     school: str
     enrolled_at: datetime
     last_seen_at: datetime | None
+    revoked: bool = False
+    # From the newest heartbeat; None until the agent's first.
+    heartbeat_at: datetime | None = None
+    outbox_pending: int | None = None
+    dead_letters: int | None = None
+    outbox_lost: int | None = None
+    clock_offset_s: float | None = None
 
 
 def device_states(*, session: Session, scope: Scope) -> list[DeviceState]:
@@ -225,8 +239,34 @@ def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
 
 def agent_states(*, session: Session) -> list[AgentState]:
     query = (
-        select(Agent.name, School.name, Agent.created_at, Agent.last_seen_at)
+        select(
+            Agent.name,
+            School.name,
+            Agent.created_at,
+            Agent.last_seen_at,
+            Agent.revoked_at.is_not(None),
+            AgentHeartbeat.received_at,
+            AgentHeartbeat.outbox_pending,
+            AgentHeartbeat.dead_letters,
+            AgentHeartbeat.outbox_lost,
+            AgentHeartbeat.clock_offset_s,
+        )
         .join(School, School.id == Agent.school_id)
+        .outerjoin(AgentHeartbeat, AgentHeartbeat.agent_id == Agent.id)
         .order_by(Agent.name)
     )
-    return [AgentState(*row) for row in session.execute(query)]
+    return [
+        AgentState(
+            agent=row[0],
+            school=row[1],
+            enrolled_at=row[2],
+            last_seen_at=row[3],
+            revoked=bool(row[4]),
+            heartbeat_at=row[5],
+            outbox_pending=row[6],
+            dead_letters=row[7],
+            outbox_lost=row[8],
+            clock_offset_s=row[9],
+        )
+        for row in session.execute(query)
+    ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from agent.control import Heartbeat, OutboxFigures
 from agent.wire import (
     AccessPoint,
     Batch,
@@ -197,6 +198,32 @@ def test_every_enrolled_agent_has_series_from_enrolment_on(collector: RunningCol
     agent = _labels(agent="pi-new", school="Lincoln")
     assert samples[("readynet_agent_last_seen_timestamp_seconds", agent)] == 0
     assert samples[("readynet_agent_enrolled_timestamp_seconds", agent)] > 1.7e9
+    assert samples[("readynet_agent_last_heartbeat_timestamp_seconds", agent)] == 0
+    assert samples[("readynet_agent_revoked", agent)] == 0
+    assert ("readynet_agent_outbox_pending", agent) not in samples
+
+
+def test_heartbeats_become_agent_series(collector: RunningCollector) -> None:
+    token = collector.enroll(collector.add_school("Lincoln"), name="pi-1")
+    beat = Heartbeat(
+        agent_version="0.1.0",
+        started_at=datetime.now(UTC) - timedelta(hours=2),
+        sent_at=datetime.now(UTC) - timedelta(seconds=90),
+        outbox=OutboxFigures(pending=42, dead_letters=3, lost=7),
+    )
+    answer = httpx.post(
+        f"{collector.url}/api/v1/heartbeat",
+        content=beat.model_dump_json(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    samples = fresh_samples(collector.url)
+    agent = _labels(agent="pi-1", school="Lincoln")
+    assert samples[("readynet_agent_last_heartbeat_timestamp_seconds", agent)] > 1.7e9
+    assert samples[("readynet_agent_outbox_pending", agent)] == 42
+    assert samples[("readynet_agent_dead_letters", agent)] == 3
+    assert samples[("readynet_agent_outbox_lost", agent)] == 7
+    assert -91 < samples[("readynet_agent_clock_offset_seconds", agent)] < -89
 
 
 def test_readiness_counts_only_the_window(collector_any_db: RunningCollector) -> None:
