@@ -33,6 +33,7 @@ import httpx
 import pytest
 import yaml
 
+from agent.control import Heartbeat, OutboxFigures
 from agent.errors import ConfigError
 from agent.settings import AgentSettings, DeviceSettings, OnNetSettings, SnmpAuth, load_settings
 from agent.wire import Batch, InterfaceCounters, LatencyTest, SnmpPoll, ThroughputTest
@@ -178,8 +179,8 @@ def _fill(collector: RunningCollector) -> Filled:
     Lincoln's agent delivered 10 on-net tests over the last days (3 of them agent-limited, all
     with 300 ms round trips under load against 10 ms idle), an internet test, a latency test
     that lost a quarter of its probes, two polls of its router (`core`, answered) and one of
-    its access point (`ap`, failed); a teacher ran a classroom test in Room 12; a second agent
-    at Lincoln was enrolled and never reported. Washington has nothing measured.
+    its access point (`ap`, failed), and a heartbeat; a teacher ran a classroom test in Room 12;
+    a second agent at Lincoln was enrolled and never reported. Washington has nothing measured.
     """
     school_id = collector.add_school(SCHOOL, students=450, staff=50)
     collector.add_school(OTHER_SCHOOL, students=700, staff=60)
@@ -285,6 +286,18 @@ def _fill(collector: RunningCollector) -> Filled:
         content=Batch(
             measurements=[*tests, internet, latency, *core_polls, controller, failed]
         ).model_dump_json(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    beat = Heartbeat(
+        agent_version="0.1.0",
+        started_at=now - timedelta(hours=1),
+        sent_at=datetime.now(UTC),
+        outbox=OutboxFigures(pending=12, dead_letters=1),
+    )
+    response = httpx.post(
+        f"{collector.url}/api/v1/heartbeat",
+        content=beat.model_dump_json(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
