@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     tls.use_ca_bundle(settings.ca_bundle)
+    if hasattr(args, "handler"):
+        # The daemon and manual rounds: said where the journal keeps it.
+        for warning in status_cli.readable_secrets(args.config, settings):
+            print(f"warning: {warning}", file=sys.stderr)
     if hasattr(args, "report"):
         try:
             report: int = args.report(settings, args)

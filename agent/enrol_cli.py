@@ -125,7 +125,9 @@ class EnrolmentFailed(Exception):
 
 def _exchange(url: str, request: EnrolRequest) -> EnrolAnswer:
     try:
-        with httpx.Client(timeout=TIMEOUT_S, verify=tls.collector_tls(url)) as client:
+        with httpx.Client(
+            timeout=TIMEOUT_S, verify=tls.collector_tls(url), trust_env=False
+        ) as client:
             response = client.post(
                 f"{url}/api/v1/enrol",
                 content=request.model_dump_json(),

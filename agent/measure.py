@@ -37,6 +37,9 @@ def collector_client(settings: AgentSettings) -> httpx.AsyncClient:
         headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
         timeout=settings.upload_timeout_s,
         verify=collector_tls(settings.collector_url),
+        # Straight to the collector, like the on-net test's own connections: it is on the
+        # district's network, and a proxy in between would be measured too.
+        trust_env=False,
     )
 
 
