@@ -15,9 +15,10 @@ build their server here, so the tests run what production runs:
   is closed.
 - Connection limit: while `max_connections` are open, a new connection is answered 503 with
   `Retry-After` at once, before its request is read, and half-closed; what the client still
-  sends is dropped until it closes, for `REFUSAL_LINGER_S` at most (so a client sending a body
-  reads the 503, not a reset), at most `MAX_LINGERING` at once, beyond them closed at once. A
-  flood then costs one short-lived descriptor per connection and never starves accept().
+  sends is dropped until it closes (so a client sending a body reads the 503, not a reset):
+  for `REFUSAL_LINGER_S` after the last bytes arrived, `MAX_REFUSAL_LINGER_S` in all, at most
+  `MAX_LINGERING` connections at once, beyond them closed at once. A flood then costs one
+  short-lived descriptor per connection and never starves accept().
 - Open files: `serve` raises the soft RLIMIT_NOFILE to the hard limit. The open connections
   and a burst of new ones (four listen backlogs of 2,048) must fit in it, about 12,300 files by
   default; where they cannot, `build_config` lowers `max_connections` and the backlog and warns.
@@ -64,6 +65,8 @@ RETRY_AFTER_S = 5
 # a client still sending its request reads the 503 instead of a reset; at most this many at once
 # (beyond them, closed at once as before: a flood must not hold descriptors).
 REFUSAL_LINGER_S = 2.0
+# A refused client still sending (a large batch on a slow link) is read this long at most.
+MAX_REFUSAL_LINGER_S = 30.0
 MAX_LINGERING = 256
 
 _REFUSAL_BODY = json.dumps({"detail": TOO_MANY_CONNECTIONS}).encode()
@@ -133,6 +136,7 @@ class _Guard(_ProtocolBase):
         super().__init__(config, server_state, app_state, _loop)
         self._refused = False
         self._linger: asyncio.TimerHandle | None = None
+        self._linger_until = 0.0
         self._head_deadline: asyncio.TimerHandle | None = None
         # The request cycle current when the deadline was armed: a new one means a head arrived.
         self._cycle_at_arming: object = None
@@ -168,7 +172,19 @@ class _Guard(_ProtocolBase):
         self.REFUSALS.lingering += 1
         self.transport = transport
         transport.write_eof()
-        self._linger = asyncio.get_running_loop().call_later(REFUSAL_LINGER_S, transport.close)
+        loop = asyncio.get_running_loop()
+        self._linger_until = loop.time() + MAX_REFUSAL_LINGER_S
+        self._linger = loop.call_later(REFUSAL_LINGER_S, transport.close)
+
+    def _keep_lingering(self) -> None:
+        """Bytes still arrive: the client is sending its body; read it a while longer."""
+        if self._linger is None:
+            return
+        loop = asyncio.get_running_loop()
+        close_at = min(loop.time() + REFUSAL_LINGER_S, self._linger_until)
+        if close_at > self._linger.when():
+            self._linger.cancel()
+            self._linger = loop.call_at(close_at, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
@@ -187,6 +203,7 @@ class _Guard(_ProtocolBase):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self._keep_lingering()
             return
         super().data_received(data)
         self._disarm_once_head_parsed()

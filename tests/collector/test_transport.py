@@ -269,6 +269,35 @@ def test_a_client_still_sending_its_body_reads_the_503_not_a_reset(
             sock.close()
 
 
+def test_a_slow_large_body_at_the_limit_still_reads_the_503(
+    start_collector: StartCollector,
+) -> None:
+    """A batch trickling in for longer than the linger (a large post on a slow link) is read
+    and dropped for as long as bytes keep coming, so the client reads the 503."""
+    collector = start_collector(max_connections=5)
+    held = [connect(collector.server.port) for _ in range(5)]
+    try:
+        body_bytes = 1_200_000
+        head = (
+            b"POST /api/v1/results HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % body_bytes
+        )
+        with connect(collector.server.port) as sock:
+            sock.sendall(head)
+            start = time.monotonic()
+            sent = 0
+            while sent < body_bytes:  # about 300 kB/s: 4 s, twice the linger
+                sock.sendall(b"x" * 30_000)
+                sent += 30_000
+                time.sleep(0.1)
+            assert time.monotonic() - start > 2 * REFUSAL_LINGER_S - 0.5
+            response = parse_response(read_until_closed(sock, 5))
+        assert response.status == 503
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_2000_half_open_connections_leave_the_server_healthy(
     open_files: int, start_collector: StartCollector
 ) -> None:
