@@ -9,17 +9,24 @@ host's user database and the install paths are checked unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
+from sqlalchemy import func, select
 
+from collector.store.models import Measurement
 from tests.deploy.sandbox import ThrowawayRoot
 from tests.deploy.wheelhouse import make_wheelhouse
+from tests.fixtures.collector import RunningCollector
 from tests.fixtures.commands import run_ok
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,6 +239,95 @@ def test_index_installs_the_checkouts_release(
     # A release the index does not have: pip's complaint, summarised.
     missing = install(offline_root, "--index", index, "--release", "9.9")
     assert refused(missing) == "install.sh: pip found no wheel for readynet==9.9"
+
+
+AGENT_CONFIG = {
+    # A district's agent.yaml, prepared before enrolment: quick to deliver, loopback only.
+    "onnet": {"enabled": False},
+    "internet": {"enabled": False},
+    "delivery_interval_s": 1,
+    "snmp_interval_s": 3600,
+    # Nothing answers there: its poll is a result with the error set, delivered at once.
+    "devices": [{"name": "closet-switch", "address": "127.0.0.1", "port": 9, "timeout_s": 0.2,
+                 "retries": 0}],
+}  # fmt: skip
+
+
+def _enrolment_code(collector: RunningCollector, school_id: int) -> str:
+    env = {**os.environ, "READYNET_COLLECTOR_DATABASE_URL": collector.database_url}
+    out = run_ok(
+        Path(sys.executable).parent / "readynet-collector", "agent", "enroll",
+        "--school", str(school_id), env=env,
+    )  # fmt: skip
+    return out.splitlines()[0]
+
+
+def test_enrolment_starts_the_agent_and_prints_its_first_delivery(
+    root: ThrowawayRoot, wheelhouse: Path, collector: RunningCollector
+) -> None:
+    school = collector.add_school()
+    enrol = ("--collector", collector.url)
+    # A refused code: the collector's reason, and nothing started.
+    bad = install(root, "--wheelhouse", wheelhouse, *enrol, "--enroll-code", "RN-AAAA-BBBB-CCCC")
+    assert refused(bad).startswith("install.sh: enrolment failed: the collector refused the code")
+    assert "enable --now readynet-agent.service" not in root.systemctl_calls()
+
+    root.path("/etc/readynet/agent.yaml").write_text(yaml.safe_dump(AGENT_CONFIG))
+    code = _enrolment_code(collector, school)
+    args = ("--wheelhouse", wheelhouse, *enrol, "--enroll-code", code)
+    # --no-start: enrolled and enabled, not started, nothing waited for.
+    out = succeeded(install(root, *args, "--no-start"))
+    assert "enrolled as agent" in out and "the agent reached" not in out
+    assert root.systemctl_calls()[-1] == f"enable {UNIT}" and root.daemon_pid() is None
+
+    # Started while the collector is down: installed, but said so, exit 3, where to look.
+    collector.server.stop()
+    late = install(root, *args, "--wait", "3")
+    assert late.returncode == 3 and root.daemon_pid() is not None
+    assert late.stderr == (
+        "install.sh: installed and started, but no heartbeat or delivery within 3s; "
+        f"see: journalctl -u {UNIT}\n"
+    )
+
+    # The collector back: the first delivery is printed.
+    collector.server.start()
+    args = (*args, "--wait", "60")
+    out = succeeded(install(root, *args))
+    assert "enrolled already" in out
+    assert "the agent reached the collector: last delivery: 20" in out, out
+    assert f"enable --now {UNIT}" in root.systemctl_calls()
+    with collector.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Measurement)) >= 1
+    uid = uid_of(root, USER)
+    for name in ("agent.yaml", "agent.token"):
+        info = root.path(f"/etc/readynet/{name}").stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o600), name
+    config = yaml.safe_load(root.path("/etc/readynet/agent.yaml").read_text())
+    assert config["collector_url"] == collector.url and config["delivery_interval_s"] == 1
+    status = json.loads(
+        succeeded(root.run("runuser", "-u", USER, "--", "/opt/readynet/bin/readynet-agent",
+                           "status", "--config", "/etc/readynet/agent.yaml", "--format", "json"))
+    )  # fmt: skip
+    assert status["last_delivery_at"] is not None
+
+    # Again with the same arguments: nothing changes, the agent keeps running.
+    pid = root.daemon_pid()
+    calls = len(root.systemctl_calls())
+    before = snapshot(root, "/opt/readynet", "/etc/readynet", "/etc/systemd/system")
+    again = succeeded(install(root, *args))
+    assert "enrolled already" in again and "the agent reached the collector" in again
+    assert snapshot(root, "/opt/readynet", "/etc/readynet", "/etc/systemd/system") == before
+    assert root.daemon_pid() == pid and pid is not None
+    assert root.systemctl_calls()[calls:] == [f"is-active --quiet {UNIT}", f"enable {UNIT}"]
+
+    # --uninstall stops the agent first; its outbox and token stay.
+    succeeded(install(root, "--uninstall"))
+    assert f"disable --now {UNIT}" in root.systemctl_calls()
+    assert root.daemon_pid() is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert root.path("/var/lib/readynet-agent/outbox.sqlite3").exists()
+    assert root.path("/etc/readynet/agent.token").exists()
 
 
 def test_install_script_is_shellcheck_clean() -> None:
