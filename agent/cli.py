@@ -8,12 +8,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 from agent import __version__, enrol_cli, outbox_cli, status_cli, tls
 from agent.daemon import AgentDaemon, open_outbox
 from agent.errors import ReadyNetError, UploadError
+from agent.heartbeat import StatusFile, build_heartbeat, iso, send_heartbeat
 from agent.measure import collector_client, measurement_round
 from agent.probes.base import ProbeResult
 from agent.redact import redact
@@ -21,7 +23,7 @@ from agent.schedule.policy import TestPolicy
 from agent.settings import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
 from agent.snmp import probe_cli
 from agent.uploader import deliver
-from agent.wire import ThroughputTest
+from agent.wire import SnmpPoll, ThroughputTest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +128,36 @@ async def run_once(settings: AgentSettings) -> int:
         print(_describe(result))
     with open_outbox(settings) as outbox:
         outbox.add(results)
-    return await flush_outbox(settings)
+    delivered = await flush_outbox(settings)
+    await _heartbeat_once(settings, results)
+    return delivered
+
+
+async def _heartbeat_once(settings: AgentSettings, results: list[ProbeResult]) -> None:
+    """A manual round says it was here, as the daemon does every minute (agent list: ok)."""
+    status_file = StatusFile(settings.state_dir)
+    status = status_file.load()
+    now = datetime.now(UTC)
+    status.version, status.started_at = __version__, iso(now)
+    if any(isinstance(r, ThroughputTest) and r.error is None for r in results):
+        status.last_test_at = iso(now)
+    if any(isinstance(r, SnmpPoll) and r.error is None for r in results):
+        status.last_poll_at = iso(now)
+    with open_outbox(settings) as outbox:
+        figures = outbox.status(newest=0)
+    if figures.last_delivered_at is not None:
+        status.last_delivery_at = iso(figures.last_delivered_at)
+    beat = build_heartbeat(status, figures, None, sent_at=now)
+    async with collector_client(settings) as client:
+        try:
+            receipt = await send_heartbeat(client, beat, secrets=settings.secrets())
+        except UploadError as exc:
+            status.last_heartbeat_error = redact(str(exc), settings.secrets())
+            print(f"heartbeat not delivered: {status.last_heartbeat_error}")
+        else:
+            status.last_heartbeat_at, status.last_heartbeat_error = iso(receipt.received_at), None
+            status.clock_offset_s = round(receipt.clock_offset_s, 3)
+    status_file.save(status)
 
 
 async def flush_outbox(settings: AgentSettings) -> int:

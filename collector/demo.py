@@ -1,9 +1,11 @@
 """`make demo`: the whole system on one machine, on loopback only.
 
 Starts snmpsim serving real device recordings, a collector on SQLite, enrols one agent for a demo
-school, runs the agent's measurement round several times (the readiness rule wants 10+ tests),
-then prints the readiness summary and where to look. Every process it starts is a real ReadyNet
-command (`readynet-collector ...`, `readynet-agent once`), so the demo exercises what ships.
+school as a technician would (`agent enroll` prints a one-time code, `readynet-agent enroll`
+exchanges it for the token), runs the agent's measurement round several times (the readiness
+rule wants 10+ tests), then prints the readiness summary, the agent list and where to look.
+Every process it starts is a real ReadyNet command (`readynet-collector ...`, `readynet-agent
+enroll` and `once`), so the demo exercises what ships.
 """
 
 from __future__ import annotations
@@ -46,15 +48,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     with ExitStack() as stack:
         snmp_port = stack.enter_context(_snmpsim(args.snmprec, workdir))
-        school_id, token = _set_up_collector(env)
+        school_id, code = _set_up_collector(env)
         port = args.port if _tcp_port_free(args.port) else free_port()
         url = f"http://127.0.0.1:{port}"
         stack.enter_context(_serve(env, port, workdir / "collector.log"))
-        config = _write_agent_config(workdir, url, token, snmp_port)
+        config = _write_agent_config(workdir, snmp_port)
+        agent = str(venv_script("readynet-agent"))
+        _run([agent, "enroll", "--collector", url, "--code", code, "--config", str(config)], env)
         for round_number in range(1, args.rounds + 1):
             print(f"--- agent round {round_number}/{args.rounds}", flush=True)
-            _run([str(venv_script("readynet-agent")), "once", "--config", str(config)], env)
+            _run([agent, "once", "--config", str(config)], env)
         _print_summary(url, school_id)
+        print("\n=== Agents ===")
+        _run([str(venv_script("readynet-collector")), "agent", "list"], env)
         if args.stay and sys.stdin.isatty():
             print("\nServing. Press Ctrl-C to stop.", flush=True)
             _wait_for_interrupt()
@@ -89,12 +95,13 @@ def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
     name, students, staff = DEMO_SCHOOL["name"], DEMO_SCHOOL["students"], DEMO_SCHOOL["staff"]
     add = [collector, "school", "add", "--name", f"{name}", "--students", f"{students}"]
     school_id = int(_run([*add, "--staff", f"{staff}"], env, echo=False))
-    enroll = [collector, "agent", "add", "--school", f"{school_id}", "--name", "demo-pi"]
-    token = _run(enroll, env, echo=False).strip()
+    enroll = [collector, "agent", "enroll", "--school", f"{school_id}", "--name", "demo-pi"]
+    code = _run(enroll, env, echo=False).splitlines()[0]
     print(
-        f"school {school_id}: {name} ({students} students, {staff} staff); agent demo-pi enrolled"
+        f"school {school_id}: {name} ({students} students, {staff} staff); "
+        f"enrolment code for agent demo-pi: {code}"
     )
-    return school_id, token
+    return school_id, code
 
 
 def _tcp_port_free(port: int) -> bool:
@@ -140,10 +147,9 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
         log.close()
 
 
-def _write_agent_config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:
+def _write_agent_config(workdir: Path, snmp_port: int) -> Path:
+    """agent.yaml without collector or token: `readynet-agent enroll` adds both."""
     config = {
-        "collector_url": url,
-        "token": token,
         "state_dir": str(workdir / "agent-state"),
         # Small transfers keep the demo quick; loopback is far faster than any school link.
         "onnet": {"duration_s": 2.0, "warmup_s": 0.5, "request_bytes": 8_000_000},
