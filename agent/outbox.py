@@ -38,12 +38,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
 
 from agent.durable import open_durable
 from agent.errors import OutboxError
 from agent.wire import Measurement, SnmpPoll
+
+if TYPE_CHECKING:
+    from agent.settings import OutboxSettings
 
 _measurement: TypeAdapter[Measurement] = TypeAdapter(Measurement)
 
@@ -149,6 +153,13 @@ class Outbox:
                 ).fetchone()
                 self._set_meta(_BYTES, int(size))
 
+    @classmethod
+    def configured(cls, path: Path, limits: OutboxSettings) -> Outbox:
+        """The outbox at `path` under the agent's `outbox` settings (max_mb, dead_letters_max)."""
+        return cls(
+            path, max_bytes=round(limits.max_mb * MB), dead_letters_max=limits.dead_letters_max
+        )
+
     def __enter__(self) -> Outbox:
         return self
 
@@ -200,6 +211,26 @@ class Outbox:
             "SELECT id, payload FROM outbox ORDER BY rowid LIMIT ?", (limit,)
         ).fetchall()
         return [(str(i), str(payload)) for i, payload in rows]
+
+    def next_batch(self, *, limit: int, max_bytes: int) -> list[tuple[str, bytes]]:
+        """The oldest results as stored, (id, UTF-8 JSON), for a batch: at most `limit` of them,
+        read until their JSON passes `max_bytes` (so at least one). The row that passes it is
+        included: the caller decides whether it fits. Bytes, not text: a batch of large polls
+        is held once, not as text and again as the body."""
+        batch: list[tuple[str, bytes]] = []
+        total = 0
+        cursor = self._db.execute(
+            "SELECT id, CAST(payload AS BLOB) FROM outbox ORDER BY rowid LIMIT ?", (limit,)
+        )
+        try:
+            for row_id, payload in cursor:
+                batch.append((str(row_id), bytes(payload)))
+                total += len(payload)
+                if total > max_bytes:
+                    break
+        finally:
+            cursor.close()
+        return batch
 
     def remove(self, ids: Sequence[uuid.UUID | str]) -> None:
         """Forget delivered results (counted as delivered)."""

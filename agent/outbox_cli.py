@@ -51,12 +51,7 @@ def _which(parser: argparse.ArgumentParser, *, older_than: bool) -> None:
 
 
 def _open(settings: AgentSettings) -> Outbox:
-    limits = settings.outbox
-    return Outbox(
-        settings.state_dir / OUTBOX_FILE,
-        max_bytes=round(limits.max_mb * MB),
-        dead_letters_max=limits.dead_letters_max,
-    )
+    return Outbox.configured(settings.state_dir / OUTBOX_FILE, settings.outbox)
 
 
 def requeue_dead_letters(settings: AgentSettings, args: argparse.Namespace) -> int:

@@ -7,7 +7,12 @@ one has been seen `DEFAULT_MAX_BODY_BYTES` applies. A 413 halves the batch; a re
 is over the limit, or that the collector refuses as invalid (422 naming it), goes to the
 outbox's dead letters with the reason, so no single result stalls the queue. A 429 or 5xx
 stops the delivery for now, carrying the collector's `Retry-After` (seconds or an HTTP date)
-on the CollectorUnavailable.
+on the CollectorUnavailable; so do a hang (the client's timeout), an answer that breaks off and
+one that is not a receipt. A 401 is a TokenRefused: the token is revoked or wrong, and the
+results wait for a valid one. Every error is one line.
+
+Memory: a batch is read from the outbox as bytes only up to the body limit, packed into one
+body with a single copy, and streamed; the uploader holds about two batches' worth at most.
 
 Error messages never carry the `secrets` the caller names (the token the client sends, at the
 least): an httpx error may quote the Authorization header whole. See `agent.redact`.
@@ -16,7 +21,7 @@ least): an httpx error may quote the Authorization header whole. See `agent.reda
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +45,8 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 # An advertised limit is believed within these bounds (the collector's own minimum is 1,024).
 MIN_BODY_BYTES = 1024
 MAX_BODY_BYTES = 1_000_000_000
+# A body is sent in pieces of this size (see _chunks).
+_PIECE_BYTES = 256 * 1024
 # A Retry-After is honoured up to this long: a wrong clock or proxy must not stop delivery.
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -86,10 +93,15 @@ async def deliver(
     """
     accepted = duplicates = dead = 0
     cap = batch_size
-    while rows := outbox.pending_rows(limit=cap):
+    while True:
+        body = b""  # the last batch's body goes before the next is read
         advertised = outbox.body_limit
         max_bytes = advertised or default_max_bytes
+        rows = outbox.next_batch(limit=cap, max_bytes=max_bytes)
+        if not rows:
+            break
         ids, body, unreadable = _pack(rows, max_bytes, secrets)
+        del rows  # the body holds them now: not twice in memory while it is sent
         if unreadable:
             reason = "unreadable in the outbox and holds a secret: not sent"
             outbox.bury(unreadable, status=0, reason=reason)
@@ -132,7 +144,7 @@ async def deliver(
 
 
 def _pack(
-    rows: list[tuple[str, str]], max_bytes: int, secrets: Sequence[str]
+    rows: list[tuple[str, bytes]], max_bytes: int, secrets: Sequence[str]
 ) -> tuple[list[str], bytes, list[str]]:
     """The ids and body of the longest head of `rows` whose batch fits `max_bytes` (at least
     one row), or the rows that hold a secret and cannot be read to mask it."""
@@ -143,24 +155,30 @@ def _pack(
         if clean is None:
             unreadable.append(row_id)
         else:
-            payloads.append(clean.encode())
+            payloads.append(clean)
     if unreadable:
         return [], b"", unreadable
     head, tail = _envelope()
+    parts = [head]
     total = len(head) + len(tail)
-    count = 0
-    for size in map(len, payloads):
-        if count and total + size + 1 > max_bytes:
-            break
-        total += size + (1 if count else 0)
-        count += 1
-    body = head + b",".join(payloads[:count]) + tail
-    return [row_id for row_id, _ in rows[:count]], body, []
+    for payload in payloads:
+        if len(parts) > 1:
+            if total + len(payload) + 1 > max_bytes:
+                break
+            parts.append(b",")
+            total += 1
+        parts.append(payload)
+        total += len(payload)
+    count = len(parts) // 2
+    parts.append(tail)
+    # One join, one copy: a batch of large polls is megabytes.
+    return [row_id for row_id, _ in rows[:count]], b"".join(parts), []
 
 
-def _masked(payload: str, secrets: Sequence[str]) -> str | None:
+def _masked(payload: bytes, secrets: Sequence[str]) -> bytes | None:
     """The payload with any secret masked (None if it holds one but cannot be read)."""
-    if redact(payload, secrets) == payload:
+    text = payload.decode("utf-8", "surrogateescape")
+    if redact(text, secrets) == text:
         return payload
     # An older agent queued errors as libraries worded them, a quoted token included: mask
     # them on the way out, or the collector's database keeps the token for good.
@@ -168,7 +186,7 @@ def _masked(payload: str, secrets: Sequence[str]) -> str | None:
         measurement = _measurement.validate_json(payload)
     except ValueError:
         return None
-    return scrub(measurement, secrets).model_dump_json()
+    return scrub(measurement, secrets).model_dump_json().encode()
 
 
 def _envelope() -> tuple[bytes, bytes]:
@@ -192,10 +210,9 @@ async def post_batch(
 async def _post(
     client: httpx.AsyncClient, body: bytes, outbox: Outbox | None, secrets: Sequence[str]
 ) -> Receipt:
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
     try:
-        response = await client.post(
-            "/api/v1/results", content=body, headers={"Content-Type": "application/json"}
-        )
+        response = await client.post("/api/v1/results", content=_chunks(body), headers=headers)
     except httpx.TimeoutException as exc:
         timeout = f" within {client.timeout.read:g} s" if client.timeout.read else ""
         reason = f"the collector did not answer{timeout}: {describe(exc, secrets)}"
@@ -239,6 +256,15 @@ async def _post(
         raise CollectorUnavailable(
             _one_line(f"collector sent an unreadable receipt: {reason}")
         ) from exc
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    """The body in pieces, with its Content-Length (so not chunked on the wire). httpx keeps a
+    request alive in a reference cycle until the garbage collector's next full pass, bytes
+    content and all: a drain held four multi-megabyte bodies at once. Streamed, the request
+    lets go of the body once it is sent, and h11 copies a piece at a time, not the whole."""
+    for start in range(0, len(body), _PIECE_BYTES):
+        yield body[start : start + _PIECE_BYTES]
 
 
 def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -314,3 +314,16 @@ def test_outbox_command_shows_the_cap_s_cost_and_requeues_and_purges(
     assert command("requeue", "--all").startswith("requeued 0 dead letters (0 left)")
     with Outbox(state / "outbox.sqlite3") as outbox:
         assert outbox.pending(limit=100_000)[-1] == tests[1]
+
+
+def test_a_batch_is_read_up_to_the_body_limit_as_bytes(tmp_path: Path) -> None:
+    polls = [_switch_poll() for _ in range(10)]
+    size = _size(polls[0])
+    with Outbox(tmp_path / "o.sqlite3") as outbox:
+        outbox.add(polls)
+        batch = outbox.next_batch(limit=500, max_bytes=3 * size + size // 2)
+        # Read until past the limit (the fourth), no further: the uploader sends three.
+        assert [i for i, _ in batch] == [str(p.id) for p in polls[:4]]
+        assert batch[0][1] == polls[0].model_dump_json().encode()
+        assert len(outbox.next_batch(limit=2, max_bytes=10**9)) == 2
+        assert len(outbox.next_batch(limit=500, max_bytes=1)) == 1

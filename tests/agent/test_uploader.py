@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.errors import CollectorRejected, CollectorUnavailable
+from agent.errors import CollectorRejected, CollectorUnavailable, TokenRefused
 from agent.outbox import Outbox
 from agent.uploader import deliver
 from agent.wire import ThroughputTest
@@ -65,6 +65,8 @@ async def test_wrong_token_is_rejected_and_results_are_kept(
                 await deliver(outbox, client=client, batch_size=10)
         assert caught.value.status_code == 401
         assert caught.value.detail == "invalid or missing agent token"
+        assert isinstance(caught.value, TokenRefused)
+        assert str(caught.value).startswith("the collector refused the agent's token (HTTP 401")
         assert len(outbox) == 2
 
 
