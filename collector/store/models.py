@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     Float,
@@ -91,6 +92,9 @@ class District(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The state's two-letter code (NCES `ST`) and the NCES district id (LEAID), where known.
+    state: Mapped[str | None] = mapped_column(String(2), nullable=True, index=True)
+    leaid: Mapped[str | None] = mapped_column(String(7), nullable=True, unique=True)
 
 
 class School(Base):
@@ -107,8 +111,131 @@ class School(Base):
     # Schools behind one shared internet exit (a district hub) share this name: their agents
     # take turns for throughput tests, so that no two measure the same exit at once.
     shared_exit: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The NCES school id (NCESSCH, 12 digits), where known.
+    ncessch: Mapped[str | None] = mapped_column(String(12), nullable=True, unique=True)
+    # Visitors and guests on the network at a busy time, an estimate (not in the targets'
+    # denominator unless a target profile says so).
+    guests: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Grade span as NCES writes it (GSLO / GSHI): PK, KG, 01..12, 13, UG, AE.
+    grade_low: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    grade_high: Mapped[str | None] = mapped_column(String(2), nullable=True)
 
     agents: Mapped[list[Agent]] = relationship(back_populates="school")
+
+
+class Circuit(Base):
+    """A contracted circuit: a school's (or a district hub's) internet access or WAN link."""
+
+    __tablename__ = "circuits"
+    __table_args__ = (
+        CheckConstraint(
+            "(school_id IS NULL) <> (district_id IS NULL)", name="ck_circuits_one_owner"
+        ),
+        CheckConstraint("kind IN ('internet', 'wan')", name="ck_circuits_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A school's own circuit, or a district's (a hub several schools sit behind).
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schools.id"), nullable=True, index=True
+    )
+    district_id: Mapped[int | None] = mapped_column(
+        ForeignKey("districts.id"), nullable=True, index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    down_mbps: Mapped[float] = mapped_column(Float)
+    up_mbps: Mapped[float] = mapped_column(Float)
+    provider: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AssessmentRoom(Base):
+    """A room where students take online tests, and how many at once (classroom page rooms)."""
+
+    __tablename__ = "testing_rooms"
+    __table_args__ = (UniqueConstraint("school_id", "name", name="uq_testing_rooms_school_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    test_takers: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class User(Base):
+    """A person who reads (viewer) or also changes (admin) what their scope covers.
+
+    The scope is everything, one state (its two-letter code), one district or one school.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'viewer')", name="ck_users_role"),
+        CheckConstraint(
+            "scope IN ('all', 'state', 'district', 'school')", name="ck_users_scope"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The sign-in name (an e-mail address, usually).
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(8))
+    scope: Mapped[str] = mapped_column(String(8))
+    scope_state: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    scope_district_id: Mapped[int | None] = mapped_column(
+        ForeignKey("districts.id"), nullable=True
+    )
+    scope_school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"), nullable=True)
+    # scrypt, with its parameters and salt, for the web sign-in; None: API tokens only.
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ApiToken(Base):
+    """A user's API token (e.g. for a script or Prometheus); only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's SHA-256 and the CSRF token's, until it expires."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_sha256: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """Who changed what in the inventory, people or agents, and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # `user:<name>`, `token:<name> of <user>`, `cli:<unix user>`, `agent:<name>`.
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What changed, as JSON (old and new values; never a secret).
+    details: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class Agent(Base):
