@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from collector import __version__
+from collector import __version__, cli_inventory, cli_people
 from collector.inventory import (
     AgentCreate,
     ClassroomCodeCreate,
@@ -202,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke = classroom.add_parser("revoke", help="revoke a classroom code")
     revoke.add_argument("--code", required=True)
     revoke.set_defaults(handler=_classroom_revoke)
+    cli_inventory.add_commands(sub)
+    cli_people.add_commands(sub)
     return parser
 
 
