@@ -58,7 +58,7 @@ from agent.heartbeat import (
     send_heartbeat,
 )
 from agent.measure import collector_client, measurement_round
-from agent.outbox import MB, Outbox
+from agent.outbox import Outbox
 from agent.probes.base import ProbeResult
 from agent.probes.ceiling import Ceiling, ceiling_towards
 from agent.redact import redact, scrub
@@ -538,11 +538,7 @@ def _fields(settings: AgentSettings) -> dict[str, Any]:
 
 def open_outbox(settings: AgentSettings) -> Outbox:
     """The agent's outbox, held under the size and dead-letter caps of `settings.outbox`."""
-    return Outbox(
-        settings.state_dir / OUTBOX_FILE,
-        max_bytes=round(settings.outbox.max_mb * MB),
-        dead_letters_max=settings.outbox.dead_letters_max,
-    )
+    return Outbox.configured(settings.state_dir / OUTBOX_FILE, settings.outbox)
 
 
 def _logged(name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
