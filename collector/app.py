@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from collector import __version__
 from collector.api.admission import Admission
 from collector.api.classroom_access import CodeCache, classroom_limits, hide_codes_in_access_log
+from collector.api.docs import install_docs
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
 from collector.api.group_commit import GroupCommit
@@ -76,7 +77,14 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             )
         engine.dispose()
 
-    app = FastAPI(title="ReadyNet collector", version=__version__, lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load from a CDN; collector/api/docs.py serves them offline.
+    app = FastAPI(
+        title="ReadyNet collector",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
@@ -114,6 +122,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     routers = (health, metrics, results, schools, speedtest, slots, librespeed, classroom, agents)
     for module in routers:
         app.include_router(module.router)
+    install_docs(app)
     install_error_handlers(app)
     # Only result posts are limited: on-net and classroom upload tests are meant to be large.
     app.add_middleware(
