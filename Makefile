@@ -23,11 +23,9 @@ system-deps:
 	bash scripts/system-deps.sh
 
 # Tests use a real PostgreSQL on 127.0.0.1:5432 (a throwaway database each) and mount a tmpfs.
+# The script installs, starts or explains it, as in CI; a no-op when it already answers.
 services:
-	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
-	  (command -v pg_ctlcluster >/dev/null && \
-	   pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start) || \
-	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; the postgres tests will fail"
+	@bash scripts/postgres.sh
 
 test: install system-deps services
 	$(BIN)/python -m pytest
