@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +30,9 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 MAX_SCHOOL_NAME_CHARS = 200  # School.name is String(200)
@@ -39,6 +42,17 @@ MAX_EXIT_NAME_CHARS = 100  # School.shared_exit is String(100)
 # a typo, and it keeps (students + staff) * bps targets far from any overflow.
 MAX_HEADCOUNT = 1_000_000
 MAX_SCHOOL_ID = 2**31 - 1  # schools.id is a 32-bit Integer on PostgreSQL
+MAX_CIRCUIT_NAME_CHARS = 100  # Circuit.name is String(100)
+MAX_PROVIDER_CHARS = 200  # Circuit.provider is String(200)
+MAX_ROOM_NAME_CHARS = 64  # AssessmentRoom.name is String(64), like a result's `room`
+# A contracted circuit of a school or a hub: 1 Tbit/s is beyond any, so more is a typo.
+MAX_CIRCUIT_MBPS = 1_000_000.0
+# Students testing at once in one room: a gym or a cafeteria holds a few hundred.
+MAX_TEST_TAKERS = 10_000
+# NCES grade codes (CCD GSLO/GSHI) in school order; UG (ungraded) and AE (adult education)
+# have no place in it, so a span with either end ungraded is not ordered.
+GRADES = ("PK", "KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13")
+UNORDERED_GRADES = ("UG", "AE")
 
 # C0 and C1 controls (Unicode category Cc): NUL breaks PostgreSQL, the others break one-line
 # output (CLI, logs) and Prometheus labels. Published in the schema so clients know.
@@ -95,10 +109,79 @@ ExitName = Annotated[
 ]
 Headcount = Annotated[int, Field(ge=0, le=MAX_HEADCOUNT), BeforeValidator(_whole_number)]
 SchoolRef = Annotated[int, Field(ge=1, le=MAX_SCHOOL_ID), BeforeValidator(_whole_number)]
+# NCES ids are digit strings with leading zeros (Alabama's LEAIDs start with 01): never numbers.
+Leaid = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{7}$"),
+    Field(description="NCES district id (LEAID): 7 digits"),
+]
+Ncessch = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{12}$"),
+    Field(description="NCES school id (NCESSCH): 12 digits, the LEAID and 5 more"),
+]
+StateCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$"),
+    Field(description="the state's two-letter postal code (NCES `ST`), e.g. TX"),
+]
+Grade = Literal[
+    "PK", "KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13",
+    "UG", "AE",
+]  # fmt: skip
+CircuitName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CIRCUIT_NAME_CHARS),
+    AfterValidator(_no_controls),
+    Field(json_schema_extra={"pattern": _NO_CONTROLS}),
+]
+Provider = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROVIDER_CHARS),
+    AfterValidator(_no_controls),
+    Field(json_schema_extra={"pattern": _NO_CONTROLS}),
+]
+RoomName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ROOM_NAME_CHARS),
+    AfterValidator(_no_controls),
+    Field(json_schema_extra={"pattern": _NO_CONTROLS}),
+]
+Mbps = Annotated[float, Field(gt=0, le=MAX_CIRCUIT_MBPS, allow_inf_nan=False)]
+TestTakers = Annotated[int, Field(ge=0, le=MAX_TEST_TAKERS), BeforeValidator(_whole_number)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_grade_span(low: str | None, high: str | None) -> None:
+    if low in GRADES and high in GRADES and GRADES.index(low) > GRADES.index(high):
+        raise ValueError(f"grade_low {low} is above grade_high {high}")
+
+
+class _Update(_Strict):
+    """A partial change (PATCH): only the fields given change; `null` clears an optional one."""
+
+    # Fields that every row has: null is refused for them (naming the field) rather than stored.
+    REQUIRED: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_null_for_required(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name in cls.REQUIRED:
+            raise ValueError("cannot be null (it is required)")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, with their new values."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
 
 
 class SchoolCreate(_Strict):
@@ -106,7 +189,8 @@ class SchoolCreate(_Strict):
 
     The name is stripped of surrounding whitespace, so " Lincoln " and "Lincoln" are the same
     school and the unique constraint catches the second one. `shared_exit` names the district
-    hub the school reaches the internet through, if it shares one with other schools.
+    hub the school reaches the internet through, if it shares one with other schools. NCES ids
+    and the grade span are optional: not every school is in the Common Core of Data.
     """
 
     name: SchoolName
@@ -114,12 +198,95 @@ class SchoolCreate(_Strict):
     staff: Headcount
     district_id: SchoolRef | None = None
     shared_exit: ExitName | None = None
+    ncessch: Ncessch | None = None
+    guests: Headcount | None = None
+    grade_low: Grade | None = None
+    grade_high: Grade | None = None
+
+    @model_validator(mode="after")
+    def _grade_span(self) -> Self:
+        _check_grade_span(self.grade_low, self.grade_high)
+        return self
+
+
+class SchoolUpdate(_Update):
+    """A change to a school: any of SchoolCreate's fields."""
+
+    REQUIRED = frozenset({"name", "students", "staff"})
+
+    name: SchoolName | None = None
+    students: Headcount | None = None
+    staff: Headcount | None = None
+    district_id: SchoolRef | None = None
+    shared_exit: ExitName | None = None
+    ncessch: Ncessch | None = None
+    guests: Headcount | None = None
+    grade_low: Grade | None = None
+    grade_high: Grade | None = None
 
 
 class DistrictCreate(_Strict):
     """A new district: the unit Prometheus scrapes interface detail by."""
 
     name: SchoolName
+    state: StateCode | None = None
+    leaid: Leaid | None = None
+
+
+class DistrictUpdate(_Update):
+    """A change to a district's name, state or LEAID."""
+
+    REQUIRED = frozenset({"name"})
+
+    name: SchoolName | None = None
+    state: StateCode | None = None
+    leaid: Leaid | None = None
+
+
+class CircuitCreate(_Strict):
+    """A contracted circuit of a school, or of a district's hub (exactly one of the two)."""
+
+    school_id: SchoolRef | None = None
+    district_id: SchoolRef | None = None
+    name: CircuitName
+    kind: Literal["internet", "wan"]
+    down_mbps: Mbps
+    up_mbps: Mbps
+    provider: Provider | None = None
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> Self:
+        if (self.school_id is None) == (self.district_id is None):
+            raise ValueError("give exactly one of school_id and district_id")
+        return self
+
+
+class CircuitUpdate(_Update):
+    """A change to a circuit; its owner stays (delete it and create it again to move it)."""
+
+    REQUIRED = frozenset({"name", "kind", "down_mbps", "up_mbps"})
+
+    name: CircuitName | None = None
+    kind: Literal["internet", "wan"] | None = None
+    down_mbps: Mbps | None = None
+    up_mbps: Mbps | None = None
+    provider: Provider | None = None
+
+
+class RoomCreate(_Strict):
+    """A testing room of a school (its school is in the path): the classroom page's rooms."""
+
+    name: RoomName
+    test_takers: TestTakers | None = None
+
+
+class RoomUpdate(_Update):
+    """A change to a testing room."""
+
+    REQUIRED = frozenset({"name"})
+
+    name: RoomName | None = None
+    test_takers: TestTakers | None = None
 
 
 class AgentCreate(_Strict):
