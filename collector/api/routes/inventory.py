@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from collector.api.auth import NOT_ALLOWED, NOT_SIGNED_IN, AdminDep, ViewerDep
 from collector.api.deps import GateDep
 from collector.api.errors import ErrorBody, error_responses
+from collector.api.limits import small_body
+from collector.csv_import import MAX_CSV_BYTES
 from collector.inventory import (
     CircuitCreate,
     CircuitUpdate,
@@ -31,8 +33,11 @@ from collector.inventory import (
     SchoolUpdate,
 )
 from collector.store import inventory as store
+from collector.store.inventory_csv import ImportReport, export_schools, import_schools
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
+NOT_CSV = "send the file as text/csv"
+CSV_REFUSED = "CSV refused: nothing was imported"
 T = TypeVar("T")
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -44,6 +49,7 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: f"`{NOT_ALLOWED}`: a viewer, or an admin whose scope does not allow this write",
         404: "no such object in the caller's scope",
         409: "a unique value (name, LEAID, NCESSCH) is taken, or the object is still in use",
+        415: f"`{NOT_CSV}`, or the body is compressed",
     }
     documented = error_responses(*(s for s in statuses if s not in ours))
     for status in statuses:
@@ -91,6 +97,19 @@ class CircuitOut(BaseModel):
     down_mbps: float
     up_mbps: float
     provider: str | None
+
+
+class ImportOut(BaseModel):
+    """What an import stored (or, with `dry_run`, would have stored)."""
+
+    encoding: str
+    dry_run: bool
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    districts_created: int
+    districts_updated: int
 
 
 class RoomOut(BaseModel):
@@ -196,6 +215,80 @@ async def delete_district(district_id: Id, admin: AdminDep, gate: GateDep) -> No
 
 
 # --- schools (the list is GET /api/v1/schools, collector/api/routes/schools.py) -----------
+
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "Schools as CSV: NCES Common Core of Data column names, see the README",
+    }
+}
+
+
+# Declared before /schools/{school_id}, which would take "export.csv" for an id.
+@router.get(
+    "/schools/export.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **_responses(401),
+    },
+)
+async def export_csv(viewer: ViewerDep, gate: GateDep) -> Response:
+    """The caller's schools as CSV, in the columns the import reads: importing it changes
+    nothing."""
+
+    def read(session: Session) -> str:
+        return export_schools(session=session, scope=viewer.scope)
+
+    return Response(
+        await _run(gate, read),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="schools.csv"'},
+    )
+
+
+@router.post(
+    "/schools/import",
+    response_model=ImportOut,
+    openapi_extra=CSV_BODY,
+    responses=_responses(401, 403, 413, 415, 422),
+)
+async def import_csv(
+    request: Request,
+    admin: AdminDep,
+    gate: GateDep,
+    dry_run: Annotated[bool, Query(description="check and count, store nothing")] = False,
+) -> Any:
+    """Create or update schools (and their districts) from CSV, all rows or none: 422 lists
+    each bad cell by line and column."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "text/csv":
+        raise HTTPException(415, NOT_CSV)
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        raise HTTPException(415, NOT_CSV)
+    data = await small_body(request, MAX_CSV_BYTES)
+
+    def write(session: Session) -> ImportReport:
+        return import_schools(
+            session=session,
+            actor=admin.actor,
+            scope=admin.scope,
+            data=data,
+            source="api",
+            dry_run=dry_run,
+        )
+
+    report = await _run(gate, write)
+    if report.problems:
+        errors = [
+            {"loc": [f"line {p.line}"] + ([p.column] if p.column else []), "msg": p.message}
+            for p in report.problems
+        ]
+        if report.more_problems:
+            errors.append({"loc": [], "msg": f"... and {report.more_problems} more problems"})
+        return JSONResponse({"detail": CSV_REFUSED, "errors": errors}, status_code=422)
+    return ImportOut.model_validate(report, from_attributes=True)
 
 
 @router.get("/schools/{school_id}", responses=READ)
