@@ -6,7 +6,7 @@
 # Idempotent: does nothing when all are present.
 set -euo pipefail
 
-PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk chromium shellcheck)
+PACKAGES=(make snmp snmpd iperf3 iproute2 prometheus prometheus-alertmanager wrk chromium shellcheck systemd python3-venv)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
