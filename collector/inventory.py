@@ -155,13 +155,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _check_grade_span(low: str | None, high: str | None) -> None:
+def grade_span_problem(low: str | None, high: str | None) -> str | None:
+    """What is wrong with a grade span, if anything: low above high is a swapped column.
+
+    Checked where files are read (CSV import), not in the models: JSON Schema cannot say it,
+    and the API's bodies say everything they refuse in their schema.
+    """
     if low in GRADES and high in GRADES and GRADES.index(low) > GRADES.index(high):
-        raise ValueError(f"grade_low {low} is above grade_high {high}")
+        return f"grade_low {low} is above grade_high {high}"
+    return None
+
+
+def _update_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # Published as validated: a required field takes no null, and an empty change is refused.
+    required: frozenset[str] = getattr(model, "REQUIRED", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in required and "anyOf" in prop:
+            (kept,) = [p for p in prop.pop("anyOf") if p.get("type") != "null"]
+            prop.update(kept)
+            prop.pop("default", None)
+    schema["minProperties"] = 1
 
 
 class _Update(_Strict):
     """A partial change (PATCH): only the fields given change; `null` clears an optional one."""
+
+    model_config = ConfigDict(json_schema_extra=_update_schema)
 
     # Fields that every row has: null is refused for them (naming the field) rather than stored.
     REQUIRED: ClassVar[frozenset[str]] = frozenset()
@@ -203,11 +222,6 @@ class SchoolCreate(_Strict):
     grade_low: Grade | None = None
     grade_high: Grade | None = None
 
-    @model_validator(mode="after")
-    def _grade_span(self) -> Self:
-        _check_grade_span(self.grade_low, self.grade_high)
-        return self
-
 
 class SchoolUpdate(_Update):
     """A change to a school: any of SchoolCreate's fields."""
@@ -243,8 +257,20 @@ class DistrictUpdate(_Update):
     leaid: Leaid | None = None
 
 
+def _one_owner_schema(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [
+        {
+            "required": [owner],
+            "properties": {owner: {"type": "integer"}, other: {"type": "null"}},
+        }
+        for owner, other in (("school_id", "district_id"), ("district_id", "school_id"))
+    ]
+
+
 class CircuitCreate(_Strict):
     """A contracted circuit of a school, or of a district's hub (exactly one of the two)."""
+
+    model_config = ConfigDict(json_schema_extra=_one_owner_schema)
 
     school_id: SchoolRef | None = None
     district_id: SchoolRef | None = None

@@ -132,7 +132,7 @@ def _placeable_district(
         return
     if district_id is None:
         if scope.kind != "all":
-            raise BadReference("district_id", "must name a district of your scope")
+            raise NotAllowed("a school outside any district needs scope all")
         return
     district = session.scalar(
         select(District).where(District.id == district_id, visible_districts(scope))

@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collector.csv_import import ParsedCsv, Problem, SchoolRow, read_schools, write_schools
-from collector.inventory import SchoolCreate
+from collector.inventory import grade_span_problem
 from collector.store.audit import record
 from collector.store.inventory import (
     SCHOOL_FIELDS,
@@ -247,12 +246,10 @@ class _Import:
                 line = self.school_line.get(id(other))
                 where = f" (line {line})" if line else ""
                 self.refuse(row, key, f"another school{where} has this value")
-        try:
-            SchoolCreate.model_validate(values)
-        except ValidationError as exc:
-            # Each cell was checked alone; what is left spans fields (the grade span).
-            msg = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
-            self.refuse(row, "grade_low", msg)
+        span = grade_span_problem(values.get("grade_low"), values.get("grade_high"))
+        if span is not None:
+            # Each cell was checked alone; a span upside down is a swapped column.
+            self.refuse(row, "grade_low", span)
 
     def create(self, row: SchoolRow, values: dict[str, Any]) -> None:
         if values.get("students") is None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,8 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     ours = {
         401: f"`{NOT_SIGNED_IN}`",
         403: f"`{NOT_ALLOWED}`: a viewer, or an admin whose scope does not allow this write",
-        404: "no such object in the caller's scope",
+        404: "no such object in the caller's scope, or a body's reference (`district_id: no "
+        "district with id 7`) does not resolve within it",
         409: "a unique value (name, LEAID, NCESSCH) is taken, or the object is still in use",
         415: f"`{NOT_CSV}`, or the body is compressed",
     }
@@ -59,7 +61,7 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 READ = _responses(401, 404, 422)
-WRITE = _responses(401, 403, 404, 409, 422)
+WRITE = _responses(400, 401, 403, 404, 409, 422)
 
 
 class DistrictOut(BaseModel):
@@ -132,7 +134,8 @@ async def _run(gate: GateDep, fn: Callable[[Session], T]) -> T:
     except store.Taken as exc:
         raise HTTPException(409, str(exc)) from None
     except store.BadReference as exc:
-        raise _invalid([{"loc": ("body", exc.field), "msg": exc.message}]) from None
+        # 404 rather than 422: the body is valid as documented, what it names is not there.
+        raise HTTPException(404, str(exc)) from None
     except ValidationError as exc:
         # A change that is valid alone but not with the school's other values (grade span).
         raise _invalid(
@@ -159,7 +162,7 @@ async def get_districts(viewer: ViewerDep, gate: GateDep) -> list[DistrictOut]:
     return await _run(gate, read)
 
 
-@router.get("/districts/{district_id}", responses=READ)
+@router.get("/districts/{district_id:int}", responses=READ)
 async def get_district(district_id: Id, viewer: ViewerDep, gate: GateDep) -> DistrictOut:
     def read(session: Session) -> DistrictOut:
         district = store.visible_district(
@@ -183,7 +186,7 @@ async def post_district(new: DistrictCreate, admin: AdminDep, gate: GateDep) -> 
     return await _run(gate, write)
 
 
-@router.patch("/districts/{district_id}", responses=WRITE)
+@router.patch("/districts/{district_id:int}", responses=WRITE)
 async def patch_district(
     district_id: Id, change: DistrictUpdate, admin: AdminDep, gate: GateDep
 ) -> DistrictOut:
@@ -201,7 +204,7 @@ async def patch_district(
 
 
 @router.delete(
-    "/districts/{district_id}", status_code=204, response_class=Response, responses=WRITE
+    "/districts/{district_id:int}", status_code=204, response_class=Response, responses=WRITE
 )
 async def delete_district(district_id: Id, admin: AdminDep, gate: GateDep) -> None:
     """Delete a district with its hub circuits; 409 while schools or users belong to it."""
@@ -225,7 +228,6 @@ CSV_BODY: dict[str, Any] = {
 }
 
 
-# Declared before /schools/{school_id}, which would take "export.csv" for an id.
 @router.get(
     "/schools/export.csv",
     response_class=Response,
@@ -282,7 +284,10 @@ async def import_csv(
     report = await _run(gate, write)
     if report.problems:
         errors = [
-            {"loc": [f"line {p.line}"] + ([p.column] if p.column else []), "msg": p.message}
+            {
+                "loc": ([f"line {p.line}"] if p.line else []) + ([p.column] if p.column else []),
+                "msg": p.message,
+            }
             for p in report.problems
         ]
         if report.more_problems:
@@ -291,7 +296,7 @@ async def import_csv(
     return ImportOut.model_validate(report, from_attributes=True)
 
 
-@router.get("/schools/{school_id}", responses=READ)
+@router.get("/schools/{school_id:int}", responses=READ)
 async def get_school(school_id: Id, viewer: ViewerDep, gate: GateDep) -> SchoolOut:
     """One school with every inventory field."""
 
@@ -313,7 +318,7 @@ async def post_school(new: SchoolCreate, admin: AdminDep, gate: GateDep) -> Scho
     return await _run(gate, write)
 
 
-@router.patch("/schools/{school_id}", responses=WRITE)
+@router.patch("/schools/{school_id:int}", responses=WRITE)
 async def patch_school(
     school_id: Id, change: SchoolUpdate, admin: AdminDep, gate: GateDep
 ) -> SchoolOut:
@@ -332,7 +337,9 @@ async def patch_school(
     return await _run(gate, write)
 
 
-@router.delete("/schools/{school_id}", status_code=204, response_class=Response, responses=WRITE)
+@router.delete(
+    "/schools/{school_id:int}", status_code=204, response_class=Response, responses=WRITE
+)
 async def delete_school(school_id: Id, admin: AdminDep, gate: GateDep) -> None:
     """Delete a school with its circuits and rooms; 409 while it has agents or measurements."""
 
@@ -347,7 +354,7 @@ async def delete_school(school_id: Id, admin: AdminDep, gate: GateDep) -> None:
 # --- circuits ----------------------------------------------------------------------------
 
 
-@router.get("/schools/{school_id}/circuits", responses=READ)
+@router.get("/schools/{school_id:int}/circuits", responses=READ)
 async def get_school_circuits(school_id: Id, viewer: ViewerDep, gate: GateDep) -> list[CircuitOut]:
     def read(session: Session) -> list[CircuitOut]:
         rows = store.circuits_of(session=session, scope=viewer.scope, school_id=school_id)
@@ -356,7 +363,7 @@ async def get_school_circuits(school_id: Id, viewer: ViewerDep, gate: GateDep) -
     return await _run(gate, read)
 
 
-@router.get("/districts/{district_id}/circuits", responses=READ)
+@router.get("/districts/{district_id:int}/circuits", responses=READ)
 async def get_district_circuits(
     district_id: Id, viewer: ViewerDep, gate: GateDep
 ) -> list[CircuitOut]:
@@ -382,7 +389,7 @@ async def post_circuit(new: CircuitCreate, admin: AdminDep, gate: GateDep) -> Ci
     return await _run(gate, write)
 
 
-@router.patch("/circuits/{circuit_id}", responses=WRITE)
+@router.patch("/circuits/{circuit_id:int}", responses=WRITE)
 async def patch_circuit(
     circuit_id: Id, change: CircuitUpdate, admin: AdminDep, gate: GateDep
 ) -> CircuitOut:
@@ -399,7 +406,9 @@ async def patch_circuit(
     return await _run(gate, write)
 
 
-@router.delete("/circuits/{circuit_id}", status_code=204, response_class=Response, responses=WRITE)
+@router.delete(
+    "/circuits/{circuit_id:int}", status_code=204, response_class=Response, responses=WRITE
+)
 async def delete_circuit(circuit_id: Id, admin: AdminDep, gate: GateDep) -> None:
     def write(session: Session) -> None:
         store.delete_circuit(
@@ -412,7 +421,7 @@ async def delete_circuit(circuit_id: Id, admin: AdminDep, gate: GateDep) -> None
 # --- testing rooms -----------------------------------------------------------------------
 
 
-@router.get("/schools/{school_id}/rooms", responses=READ)
+@router.get("/schools/{school_id:int}/rooms", responses=READ)
 async def get_rooms(school_id: Id, viewer: ViewerDep, gate: GateDep) -> list[RoomOut]:
     def read(session: Session) -> list[RoomOut]:
         rows = store.rooms_of(session=session, scope=viewer.scope, school_id=school_id)
@@ -421,7 +430,7 @@ async def get_rooms(school_id: Id, viewer: ViewerDep, gate: GateDep) -> list[Roo
     return await _run(gate, read)
 
 
-@router.post("/schools/{school_id}/rooms", status_code=201, responses=WRITE)
+@router.post("/schools/{school_id:int}/rooms", status_code=201, responses=WRITE)
 async def post_room(school_id: Id, new: RoomCreate, admin: AdminDep, gate: GateDep) -> RoomOut:
     """A testing room and how many students take tests in it at once."""
 
@@ -434,7 +443,7 @@ async def post_room(school_id: Id, new: RoomCreate, admin: AdminDep, gate: GateD
     return await _run(gate, write)
 
 
-@router.patch("/rooms/{room_id}", responses=WRITE)
+@router.patch("/rooms/{room_id:int}", responses=WRITE)
 async def patch_room(room_id: Id, change: RoomUpdate, admin: AdminDep, gate: GateDep) -> RoomOut:
     def write(session: Session) -> RoomOut:
         room = store.update_room(
@@ -445,9 +454,46 @@ async def patch_room(room_id: Id, change: RoomUpdate, admin: AdminDep, gate: Gat
     return await _run(gate, write)
 
 
-@router.delete("/rooms/{room_id}", status_code=204, response_class=Response, responses=WRITE)
+@router.delete("/rooms/{room_id:int}", status_code=204, response_class=Response, responses=WRITE)
 async def delete_room(room_id: Id, admin: AdminDep, gate: GateDep) -> None:
     def write(session: Session) -> None:
         store.delete_room(session=session, actor=admin.actor, scope=admin.scope, room_id=room_id)
 
     await _run(gate, write)
+
+
+# --- 405 with the right Allow ------------------------------------------------------------
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+async def _method_not_allowed(request: Request) -> Response:
+    """405 listing every method of the path, whichever router declares it.
+
+    Starlette answers a method a path lacks from the first route that matched the path, so
+    with one route per method `Allow` would name only that route's. The OpenAPI document
+    lists them all.
+    """
+    path = request.scope["route"].path_format
+    documented = request.app.openapi()["paths"].get(path, {})
+    allowed = sorted(method.upper() for method in documented if method.upper() in _METHODS)
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)}
+    )
+
+
+def _answer_other_methods(router: APIRouter) -> None:
+    declared: dict[str, set[str]] = {}
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            declared.setdefault(route.path, set()).update(route.methods or ())
+    for path, methods in declared.items():
+        router.add_api_route(
+            path.removeprefix(router.prefix),
+            _method_not_allowed,
+            methods=sorted(_METHODS - methods),
+            include_in_schema=False,
+        )
+
+
+_answer_other_methods(router)
