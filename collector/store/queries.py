@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collector.inventory import AgentCreate, DistrictCreate, SchoolCreate
+from collector.store.audit import record
 from collector.store.models import (
     Agent,
     District,
@@ -43,7 +44,9 @@ def create_school(
     staff: int,
     district_id: int | None = None,
     shared_exit: str | None = None,
+    actor: str | None = None,
 ) -> School:
+    """A new school; with `actor`, recorded in the audit log in the same transaction."""
     # SchoolCreate holds the bounds (pydantic.ValidationError, a ValueError, names the field).
     new = SchoolCreate(
         name=name,
@@ -63,6 +66,9 @@ def create_school(
     )
     session.add(school)
     try:
+        if actor is not None:
+            session.flush()
+            _record_new(session, actor, "school", school.id, new.model_dump())
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -70,16 +76,33 @@ def create_school(
     return school
 
 
-def create_district(*, session: Session, name: str) -> District:
+def create_district(*, session: Session, name: str, actor: str | None = None) -> District:
+    """A new district; with `actor`, recorded in the audit log in the same transaction."""
     new = DistrictCreate(name=name)
     district = District(name=new.name)
     session.add(district)
     try:
+        if actor is not None:
+            session.flush()
+            _record_new(session, actor, "district", district.id, new.model_dump())
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise DuplicateName(f"a district named {new.name!r} exists already") from exc
     return district
+
+
+def _record_new(
+    session: Session, actor: str, object_type: str, object_id: int, values: dict[str, object]
+) -> None:
+    record(
+        session,
+        actor=actor,
+        action="create",
+        object_type=object_type,
+        object_id=object_id,
+        details={"new": values},
+    )
 
 
 def list_districts(*, session: Session) -> Sequence[District]:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from collector.store.models import AuditEntry, District
 from collector.store.people import Scope
-from collector.store.queries import enroll_agent
+from collector.store.queries import create_district, create_school, enroll_agent
 from tests.fixtures.collector import RunningCollector
 
 
@@ -316,3 +316,24 @@ def test_scopes(collector_any_db: RunningCollector) -> None:
 def test_ids_out_of_range(collector: RunningCollector, path: str) -> None:
     with _client(collector, collector.user_token()) as api:
         assert api.get(path).status_code == 422
+
+
+def test_cli_store_functions_record_their_actor(collector: RunningCollector) -> None:
+    # `school add` and `district add` go through these (collector/cli.py passes cli_actor()).
+    with collector.sessions() as session:
+        district = create_district(session=session, name="Austin ISD", actor="cli:ops")
+        create_school(
+            session=session,
+            name="Lamar",
+            students=450,
+            staff=50,
+            district_id=district.id,
+            actor="cli:ops",
+        )
+        create_school(session=session, name="Unrecorded", students=1, staff=1)
+    assert [(a, who, d["new"]["name"]) for a, who, d in _audit(collector, "district")] == [
+        ("create", "cli:ops", "Austin ISD")
+    ]
+    assert [(a, who, d["new"]["name"]) for a, who, d in _audit(collector, "school")] == [
+        ("create", "cli:ops", "Lamar")
+    ]
