@@ -135,7 +135,12 @@ async def deliver(
         outbox.remove([*receipt.accepted, *receipt.duplicates])
         accepted += len(receipt.accepted)
         duplicates += len(receipt.duplicates)
-        if not receipt.accepted and not receipt.duplicates:
+        # Refused for good (an id another agent's result has, a device the collector's
+        # settings for this agent do not name): set aside with the reason, never sent again.
+        for rejection in receipt.rejected:
+            outbox.bury([rejection.id], status=200, reason=rejection.reason)
+            dead += 1
+        if not (receipt.accepted or receipt.duplicates or receipt.rejected):
             raise CollectorRejected(200, "the collector confirmed none of the batch")
         cap = min(batch_size, cap * 2)
     return Delivery(

@@ -326,8 +326,21 @@ class Batch(_Strict):
     measurements: list[Measurement] = Field(min_length=1, max_length=MAX_BATCH_MEASUREMENTS)
 
 
+class Rejection(_Strict):
+    """A measurement of a valid batch the collector will not store, and why (for good: the
+    agent sets it aside with the reason rather than sending it again)."""
+
+    id: uuid.UUID
+    reason: ErrorText
+
+
 class Receipt(_Strict):
-    """The collector's answer: which ids were stored now and which it already had."""
+    """The collector's answer per id: stored now, stored before (a retry), or rejected.
+
+    `rejected` is left out of the JSON when empty, so agents from before it still read the
+    answers they can handle.
+    """
 
     accepted: list[uuid.UUID]
     duplicates: list[uuid.UUID]
+    rejected: list[Rejection] = Field(default_factory=list)

@@ -29,6 +29,7 @@ def with_wire_schemas(app: FastAPI) -> None:
             components["Batch"] = batch
             components["ClassroomTest"] = _classroom_test(components["ThroughputTest"])
             _document_speedtest_limit(schema, app.state.settings.speedtest_max_bytes)
+            _hoist_body_defs(schema["paths"], components)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -54,3 +55,27 @@ def _document_speedtest_limit(schema: dict[str, Any], max_bytes: int) -> None:
     for parameter in download.get("parameters", []):
         if parameter["name"] == "bytes":
             parameter["schema"]["maximum"] = max_bytes
+
+
+def _hoist_body_defs(paths: dict[str, Any], components: dict[str, Any]) -> None:
+    # A body schema from `model_json_schema()` in `openapi_extra` keeps its nested models in
+    # its own `$defs`, referred to as `#/$defs/...`: from the document's root, where nothing is.
+    for item in paths.values():
+        for operation in item.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                body = media.get("schema", {})
+                components.update(_repointed(body.pop("$defs", {})))
+                media["schema"] = _repointed(body)
+
+
+def _repointed(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: value.replace("#/$defs/", "#/components/schemas/")
+            if key == "$ref" and isinstance(value, str)
+            else _repointed(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_repointed(value) for value in node]
+    return node

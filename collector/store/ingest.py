@@ -8,6 +8,7 @@ of thousands of interface rows a second it cost more CPU than the database did.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.wire import AnyMeasurement, Batch, LatencyTest, Receipt, SnmpPoll, ThroughputTest
+from agent.wire import (
+    AnyMeasurement,
+    Batch,
+    LatencyTest,
+    Receipt,
+    Rejection,
+    SnmpPoll,
+    ThroughputTest,
+)
 from collector.store.bulk import insert_rows, reserve_ids
 from collector.store.models import (
     AccessPointSample,
     Agent,
+    AgentConfig,
     Device,
     InterfaceSample,
     LatencyResult,
@@ -44,6 +54,7 @@ _samples = cast(Table, InterfaceSample.__table__)
 _latencies = cast(Table, LatencyResult.__table__)
 _aps = cast(Table, AccessPointSample.__table__)
 _ssids = cast(Table, SsidSample.__table__)
+_configs = cast(Table, AgentConfig.__table__)
 
 
 def add_batch(*, session: Session, agent_id: int | None, school_id: int, batch: Batch) -> Receipt:
@@ -56,18 +67,25 @@ def add_batch(*, session: Session, agent_id: int | None, school_id: int, batch: 
     the others are answered as duplicates, exactly as if they had come in a later retry.
     """
     delivery = Delivery(agent_id, school_id, batch)
-    touches = _Touches()
-    try:
-        receipt = _store_new(session, delivery, touches)
-    except IntegrityError:
-        # The same ids arrived concurrently (a retry racing its original): the other request
-        # stored them, so looking again reports them as duplicates.
-        session.rollback()
+    for attempt in range(_ATTEMPTS):
         touches = _Touches()
-        receipt = _store_new(session, delivery, touches)
-    touches.apply(session.connection())
-    session.commit()
-    return receipt
+        try:
+            receipt = _store_new(session, delivery, touches)
+            touches.apply(session.connection())
+            session.commit()
+            return receipt
+        except IntegrityError:
+            # The same ids arrived concurrently (a retry racing its original, or several): the
+            # other request stored them, so looking again reports them as duplicates. Each try
+            # sees everything committed before it, so a few tries settle any race.
+            session.rollback()
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+# Concurrent batches sharing ids: each retry finds more of them stored (see add_batch).
+_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -159,25 +177,75 @@ _ADVANCE = {
 
 
 def _store_new(session: Session, delivery: Delivery, touches: _Touches) -> Receipt:
-    """Write what is new in the batch into the open transaction; the caller commits."""
+    """Write what is new in the batch into the open transaction; the caller commits.
+
+    Each id is answered: accepted (stored now), a duplicate (this sender stored it before), or
+    rejected with the reason: an id another agent (or another school's classroom) stored is
+    never called a duplicate, which would tell the caller that it exists; a poll of a device
+    the settings the collector holds for this agent do not name is refused.
+    """
     agent_id, school_id, batch = delivery.agent_id, delivery.school_id, delivery.batch
     ids = [m.id for m in batch.measurements]
     connection = session.connection()
     # Core, not an ORM select: the ORM's per-statement setup showed up in every batch's cost.
-    known = set(connection.scalars(select(_measurements.c.id).where(_measurements.c.id.in_(ids))))
+    known = {
+        row.id: (row.agent_id, row.school_id)
+        for row in connection.execute(
+            select(_measurements.c.id, _measurements.c.agent_id, _measurements.c.school_id).where(
+                _measurements.c.id.in_(ids)
+            )
+        )
+    }
+    devices = _held_devices(connection, agent_id) if batch_has_polls(batch) else None
     fresh: dict[uuid.UUID, AnyMeasurement] = {}
+    duplicates: list[uuid.UUID] = []
+    rejected: list[Rejection] = []
     for m in batch.measurements:
-        if m.id not in known:
-            fresh.setdefault(m.id, m)
+        owner = known.get(m.id)
+        if owner is not None:
+            if owner == (agent_id, school_id):
+                duplicates.append(m.id)
+            else:
+                rejected.append(Rejection(id=m.id, reason=FOREIGN_ID))
+        elif m.id in fresh:
+            duplicates.append(m.id)  # the same result twice in one batch
+        elif devices is not None and isinstance(m, SnmpPoll) and m.device not in devices:
+            rejected.append(Rejection(id=m.id, reason=_unknown_device(m.device)))
+        else:
+            fresh[m.id] = m
     now = datetime.now(UTC)
     if fresh:
         _insert_measurements(connection, agent_id, school_id, fresh.values(), now, touches)
     if agent_id is not None:
         touches.agents[agent_id] = (now, batch.agent_version)
-    duplicates = ids.copy()
-    for stored in fresh:
-        duplicates.remove(stored)
-    return Receipt(accepted=list(fresh), duplicates=duplicates)
+    return Receipt(accepted=list(fresh), duplicates=duplicates, rejected=rejected)
+
+
+FOREIGN_ID = "this id belongs to a result another agent or school sent: mint a new id"
+
+
+def _unknown_device(name: str) -> str:
+    return (
+        f"unknown device {name[:64]!r}: the settings the collector holds for this agent "
+        "do not name it (readynet-collector agent config show)"
+    )
+
+
+def batch_has_polls(batch: Batch) -> bool:
+    return any(isinstance(m, SnmpPoll) for m in batch.measurements)
+
+
+def _held_devices(connection: Connection, agent_id: int | None) -> set[str] | None:
+    """The device names of the settings the collector holds for the agent, if they name any."""
+    if agent_id is None:
+        return None
+    document = connection.scalar(select(_configs.c.document).where(_configs.c.agent_id == agent_id))
+    if document is None:
+        return None
+    devices = json.loads(document).get("devices")
+    if not isinstance(devices, list):
+        return None
+    return {d["name"] for d in devices if isinstance(d, dict) and isinstance(d.get("name"), str)}
 
 
 def _insert_measurements(

@@ -129,7 +129,7 @@ async def post_classroom_result(request: Request, school: SchoolInHeader) -> Any
         return Response(status_code=499)
     if isinstance(outcome, ValidationError):
         return payload_error(outcome)
-    return JSONResponse(outcome.model_dump(mode="json"))
+    return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
 
 
 def _not_classroom(test: ThroughputTest) -> list[dict[str, Any]]:

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from agent.wire import Receipt
+from agent.wire import WIRE_VERSION, Receipt
 from collector.api.deps import AgentDep
-from collector.api.errors import AGENT_POSTS, error_responses, payload_error
+from collector.api.errors import AGENT_POSTS, INVALID_PAYLOAD, error_responses, payload_error
 from collector.api.gate import ClientGone
 from collector.api.group_commit import GroupCommit, Post
 from collector.api.limits import uncompressed_body
@@ -24,6 +24,8 @@ from collector.api.post_rate import PostRate
 from collector.api.transfers import too_many
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
+# Batch versions this collector reads (agent.wire.Batch.wire_version).
+ACCEPTED_WIRE_VERSIONS = (WIRE_VERSION,)
 
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
@@ -40,7 +42,9 @@ BATCH_BODY: dict[str, Any] = {
     responses=error_responses(400, 401, 408, 413, 415, 422, 429, 503),
 )
 async def post_results(request: Request, agent: AgentDep) -> Any:
-    """Store a batch. Idempotent: ids already stored are listed under `duplicates`.
+    """Store a batch, answering each id: `accepted` (stored now), `duplicates` (this agent
+    stored it before: a retry) or `rejected` with the reason (an id another agent's result has;
+    a poll of a device the settings held for this agent do not name). Idempotent.
 
     With `agent_posts_per_minute` set, an agent posts at most that many a minute (a burst of
     that many, then refilled evenly); beyond it, 429 with `Retry-After`, before the body is read.
@@ -59,5 +63,28 @@ async def post_results(request: Request, agent: AgentDep) -> Any:
         # Nobody to answer; the agent retries the same ids, which is harmless.
         return Response(status_code=499)
     if isinstance(outcome, ValidationError):
-        return payload_error(outcome)
-    return JSONResponse(outcome.model_dump(mode="json"))
+        return unknown_wire_version(outcome) or payload_error(outcome)
+    # `rejected` only when there are some: agents from before it read the rest.
+    return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
+
+
+def unknown_wire_version(exc: ValidationError) -> JSONResponse | None:
+    """422 naming the versions this collector accepts, when the batch's is not one of them
+    (an agent newer than its collector); None for any other problem."""
+    for err in exc.errors(include_url=False, include_input=False):
+        if tuple(err["loc"]) == ("wire_version",):
+            accepted = ", ".join(str(v) for v in ACCEPTED_WIRE_VERSIONS)
+            return JSONResponse(
+                {
+                    "detail": INVALID_PAYLOAD,
+                    "errors": [
+                        {
+                            "loc": ["wire_version"],
+                            "msg": f"unknown wire_version: this collector accepts {accepted}; "
+                            "upgrade the collector or use an agent that speaks one of these",
+                        }
+                    ],
+                },
+                status_code=422,
+            )
+    return None
