@@ -100,7 +100,13 @@ def test_a_ccd_file_imports_once_and_round_trips(collector_any_db: RunningCollec
         ).json()
         assert (update["updated"], update["unchanged"]) == (1, 29)
 
-    assert _counts(collector) == (30, 3)
+        # Windows-1252, as NCES files often are: read as such, and said so.
+        windows = (OURS + "Peña Elementary,300,25,4899901,Mesquite Creek ISD,TX\n").encode("cp1252")
+        added = api.post("/schools/import", content=windows, headers=CSV).json()
+        assert (added["encoding"], added["created"]) == ("cp1252", 1)
+        assert "Peña Elementary" in api.get("/schools/export.csv").text
+
+    assert _counts(collector) == (31, 3)
     audit = _imports(collector)
     # The dry run changed nothing, so it is not in the log.
     assert [(a["created"], a["updated"], a["unchanged"]) for a in audit] == [
@@ -108,6 +114,7 @@ def test_a_ccd_file_imports_once_and_round_trips(collector_any_db: RunningCollec
         (0, 0, 30),
         (0, 0, 30),
         (0, 1, 29),
+        (1, 0, 0),
     ]
 
 
