@@ -11,9 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from collector.store.audit import entries
+from collector.store.db import make_engine, make_session_factory
 from collector.store.models import AuditEntry, District
 from collector.store.people import Scope
 from collector.store.queries import create_district, create_school, enroll_agent
+from tests.collector.test_cli import cli, ok
 from tests.fixtures.collector import RunningCollector
 
 
@@ -337,3 +340,40 @@ def test_cli_store_functions_record_their_actor(collector: RunningCollector) -> 
     assert [(a, who, d["new"]["name"]) for a, who, d in _audit(collector, "school")] == [
         ("create", "cli:ops", "Lamar")
     ]
+
+
+def test_cli_circuits_and_rooms(sqlite_url: str) -> None:
+    ok(sqlite_url, "migrate")
+    engine = make_engine(sqlite_url)
+    with make_session_factory(engine)() as session:
+        school = create_school(session=session, name="Lamar", students=450, staff=50).id
+    engine.dispose()
+    circuit = ok(
+        sqlite_url, "circuit", "add", "--school", str(school), "--name", "fiber",
+        "--kind", "internet", "--down", "1000", "--up", "500.5", "--provider", "Lumen",
+    )  # fmt: skip
+    assert ok(sqlite_url, "circuit", "list", "--school", str(school)).stdout == (
+        f"{circuit.stdout.strip()}\tfiber\tinternet\tdown=1000\tup=500.5\tprovider=Lumen\n"
+    )
+    unknown = cli(
+        sqlite_url, "circuit", "add", "--school", "99", "--name", "x", "--kind", "wan",
+        "--down", "1", "--up", "fast",
+    )  # fmt: skip
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "error: up: Input should be a valid number\n",
+    )
+    room = ok(sqlite_url, "room", "add", "--school", str(school), "--name", "Library",
+              "--test-takers", "30")  # fmt: skip
+    twice = cli(sqlite_url, "room", "add", "--school", str(school), "--name", "Library")
+    assert (twice.returncode, twice.stderr) == (
+        2,
+        f"error: name: school {school} has a testing room named 'Library' already\n",
+    )
+    removed = ok(sqlite_url, "room", "remove", room.stdout.strip())
+    assert removed.stdout == f"removed testing room {room.stdout.strip()}\n"
+    engine = make_engine(sqlite_url)
+    with make_session_factory(engine)() as session:
+        trail = [(e.action, e.object_type) for e in entries(session=session)]
+    engine.dispose()
+    assert trail == [("delete", "room"), ("create", "room"), ("create", "circuit")]
