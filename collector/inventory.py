@@ -193,7 +193,7 @@ class _Update(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _something(self) -> Self:
+    def _not_empty(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
         return self
