@@ -24,9 +24,12 @@ from collector.api.routes import (
     agents,
     classroom,
     health,
+    inventory,
     librespeed,
     metrics,
+    people,
     results,
+    results_read,
     schools,
     slots,
     speedtest,
@@ -119,7 +122,20 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.scrape_renderer = ScrapeRenderer()
     # Turns on shared exits, in memory: see collector/api/slots.py.
     app.state.slots = SlotBoard()
-    routers = (health, metrics, results, schools, speedtest, slots, librespeed, classroom, agents)
+    routers = (
+        health,
+        metrics,
+        results,
+        results_read,
+        schools,
+        speedtest,
+        slots,
+        librespeed,
+        classroom,
+        agents,
+        inventory,
+        people,
+    )
     for module in routers:
         app.include_router(module.router)
     install_docs(app)

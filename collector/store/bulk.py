@@ -75,10 +75,14 @@ def reserve_ids(connection: Connection, table: Table, column: str, count: int) -
 def _values(connection: Connection, table: Table, names: Sequence[str]) -> Callable[[Row], Row]:
     """A row's values as SQLAlchemy would bind them for this driver (UTC times, Counter64 bit
     patterns; on SQLite also UUIDs and times as text)."""
+    dialect = connection.dialect
+    # The dialect's own type, as SQLAlchemy binds it: on SQLite a time goes in as
+    # '2026-12-04 07:25:37.000000', the text every comparison binds too; the generic type's
+    # processor gave '2026-12-04 07:25:37+00:00', which sorts apart from it at the same second.
     processors = [
         (i, process)
         for i, name in enumerate(names)
-        if (process := table.c[name].type.bind_processor(connection.dialect)) is not None
+        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
     if not processors:
         return lambda row: row

@@ -163,7 +163,7 @@ def test_upgrade_from_0001_keeps_polls_and_passes_2_31(database_url: str) -> Non
     engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
 
 
 @pytest.mark.parametrize("start", REVISIONS[:-1])
@@ -213,3 +213,34 @@ def test_revisions_are_listed() -> None:
 
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert [r.revision for r in reversed(list(script.walk_revisions()))] == REVISIONS
+
+
+def test_sqlite_times_from_the_bulk_path_are_rewritten(sqlite_url: str) -> None:
+    config = alembic_config(sqlite_url)
+    command.upgrade(config, "0006")
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO schools (id, name, students, staff, created_at) "
+                "VALUES (1, 'Lincoln', 450, 50, '2026-11-01 00:00:00.000000')"
+            )
+        )
+        for n, at in enumerate(("2026-12-04 07:25:37+00:00", "2026-12-04 07:25:38.123456+00:00")):
+            connection.execute(
+                text(
+                    "INSERT INTO measurements (id, school_id, kind, measured_at, received_at) "
+                    "VALUES (:id, 1, 'latency', :at, :at)"
+                ),
+                {"id": f"{n:032x}", "at": at},
+            )
+    upgrade_to_head(sqlite_url)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT measured_at, received_at FROM measurements ORDER BY measured_at")
+        ).all()
+    assert [tuple(row) for row in stored] == [
+        ("2026-12-04 07:25:37.000000", "2026-12-04 07:25:37.000000"),
+        ("2026-12-04 07:25:38.123456", "2026-12-04 07:25:38.123456"),
+    ]
+    engine.dispose()
