@@ -315,7 +315,18 @@ def _agent_enroll(args: argparse.Namespace, settings: CollectorSettings) -> int:
             "name: only for a new agent (--school), not with --agent", status=EXIT_USAGE
         )
     valid_for = timedelta(days=settings.enrolment_code_days)
+    from collector.store.audit import cli_actor, record
+
     with _session(settings) as session:
+        # Added first: the store commits it with the change (or it goes with the session).
+        record(
+            session,
+            actor=cli_actor(),
+            action="enroll",
+            object_type="agent",
+            object_id=args.agent or values.get("name"),
+            details={"school_id": values.get("school_id")},
+        )
         try:
             agent, code = issue_enrolment_code(
                 session=session,
@@ -414,8 +425,12 @@ def _ago(seconds: float) -> str:
 
 def _agent_revoke(args: argparse.Namespace, settings: CollectorSettings) -> int:
     from collector.store.agents import UnknownAgent, revoke_agent
+    from collector.store.audit import cli_actor, record
 
     with _session(settings) as session:
+        record(
+            session, actor=cli_actor(), action="revoke", object_type="agent", object_id=args.name
+        )
         try:
             agent, was_active = revoke_agent(session=session, name=args.name)
         except UnknownAgent as exc:
@@ -445,8 +460,18 @@ def _agent_config_set(args: argparse.Namespace, settings: CollectorSettings) -> 
     except RemoteConfigError as exc:
         raise CommandError(f"file: {exc}", status=EXIT_USAGE) from None
     from collector.store.agents import UnknownAgent, set_agent_config
+    from collector.store.audit import cli_actor, record
 
     with _session(settings) as session:
+        record(
+            session,
+            actor=cli_actor(),
+            action="config_set",
+            object_type="agent",
+            object_id=args.name,
+            # The sections only: devices carry SNMP credentials, never written to the log.
+            details={"sections": sorted(config)},
+        )
         try:
             etag = set_agent_config(session=session, name=args.name, config=config)
         except UnknownAgent as exc:
@@ -477,8 +502,16 @@ def _agent_config_show(args: argparse.Namespace, settings: CollectorSettings) ->
 
 def _agent_config_clear(args: argparse.Namespace, settings: CollectorSettings) -> int:
     from collector.store.agents import UnknownAgent, clear_agent_config
+    from collector.store.audit import cli_actor, record
 
     with _session(settings) as session:
+        record(
+            session,
+            actor=cli_actor(),
+            action="config_clear",
+            object_type="agent",
+            object_id=args.name,
+        )
         try:
             had = clear_agent_config(session=session, name=args.name)
         except UnknownAgent as exc:

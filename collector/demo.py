@@ -2,8 +2,9 @@
 
 Starts snmpsim serving real device recordings, a collector on SQLite, enrols one agent for a demo
 school as a technician would (`agent enroll` prints a one-time code, `readynet-agent enroll`
-exchanges it for the token), runs the agent's measurement round several times (the readiness
-rule wants 10+ tests), then prints the readiness summary, the agent list and where to look.
+exchanges it for the token), adds a viewer with an API token (every read needs one), runs the
+agent's measurement round several times (the readiness rule wants 10+ tests), then prints the
+readiness summary, the agent list and where to look.
 Every process it starts is a real ReadyNet command (`readynet-collector ...`, `readynet-agent
 enroll` and `once`), so the demo exercises what ships.
 """
@@ -29,6 +30,7 @@ from collector.localrun import free_port, run_snmpsim, stop_process, venv_script
 # The simulated school network: (device name, snmpsim community = recording file stem).
 DEMO_DEVICES = (("core-router", "iosxe"), ("edge-router", "edgeos"), ("library-ap", "unifi_nanohd"))
 DEMO_SCHOOL = {"name": "Demo Elementary", "students": 450, "staff": 50}
+DEMO_VIEWER = "demo-viewer@district.example"
 
 
 LOOPBACK_BUDGET_BYTES = 100_000_000_000
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     with ExitStack() as stack:
         snmp_port = stack.enter_context(_snmpsim(args.snmprec, workdir))
-        school_id, code = _set_up_collector(env)
+        school_id, code, token_file = _set_up_collector(env, workdir)
         port = args.port if _tcp_port_free(args.port) else free_port()
         url = f"http://127.0.0.1:{port}"
         stack.enter_context(_serve(env, port, workdir / "collector.log"))
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_number in range(1, args.rounds + 1):
             print(f"--- agent round {round_number}/{args.rounds}", flush=True)
             _run([agent, "once", "--config", str(config)], env)
-        _print_summary(url, school_id)
+        _print_summary(url, school_id, token_file)
         print("\n=== Agents ===")
         _run([str(venv_script("readynet-collector")), "agent", "list"], env)
         if args.stay and sys.stdin.isatty():
@@ -89,7 +91,7 @@ def _run(command: list[str], env: dict[str, str], *, echo: bool = True) -> str:
     return proc.stdout
 
 
-def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
+def _set_up_collector(env: dict[str, str], workdir: Path) -> tuple[int, str, Path]:
     collector = str(venv_script("readynet-collector"))
     _run([collector, "migrate"], env)
     name, students, staff = DEMO_SCHOOL["name"], DEMO_SCHOOL["students"], DEMO_SCHOOL["staff"]
@@ -101,7 +103,14 @@ def _set_up_collector(env: dict[str, str]) -> tuple[int, str]:
         f"school {school_id}: {name} ({students} students, {staff} staff); "
         f"enrolment code for agent demo-pi: {code}"
     )
-    return school_id, code
+    # Every read needs a user's token: a viewer for the summary, the reader and Prometheus.
+    _run([collector, "user", "add", "--name", DEMO_VIEWER, "--role", "viewer"], env, echo=False)
+    create = [collector, "token", "create", "--user", DEMO_VIEWER, "--name", "demo"]
+    token_file = workdir / "viewer-token"
+    token_file.write_text(_run(create, env, echo=False).strip())
+    token_file.chmod(0o600)
+    print(f"user {DEMO_VIEWER} (viewer, scope all); its API token in {token_file}")
+    return school_id, code, token_file
 
 
 def _tcp_port_free(port: int) -> bool:
@@ -166,8 +175,11 @@ def _write_agent_config(workdir: Path, snmp_port: int) -> Path:
     return path
 
 
-def _print_summary(url: str, school_id: int) -> None:
-    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness", timeout=10).json()
+def _print_summary(url: str, school_id: int, token_file: Path) -> None:
+    auth = {"Authorization": f"Bearer {token_file.read_text()}"}
+    readiness = httpx.get(
+        f"{url}/api/v1/schools/{school_id}/readiness", headers=auth, timeout=10
+    ).json()
     print(f"\n=== Readiness: {readiness['school']} ({readiness['users']} students and staff) ===")
     print(
         f"profile {readiness['profile']}: {readiness['tests']} tests over "
@@ -185,6 +197,11 @@ def _print_summary(url: str, school_id: int) -> None:
     print(f"  readiness report  {url}/api/v1/schools/{school_id}/readiness")
     print(f"  metrics           {url}/metrics")
     print(f"  API docs          {url}/docs")
+    print("Reads need the viewer's token, e.g.:")
+    print(
+        f'  curl -H "Authorization: Bearer $(cat {token_file})" '
+        f"{url}/api/v1/schools/{school_id}/readiness"
+    )
 
 
 def _wait_for_interrupt() -> None:

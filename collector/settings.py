@@ -97,6 +97,12 @@ class CollectorSettings(BaseSettings):
     # URL that `classroom code` prints; unset, it is built from host and port.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
+    # People (collector/api/auth.py): a web sign-in lasts this many hours (its cookie too).
+    web_session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Sign-in attempts per minute per name and per client address (a burst of this many, then
+    # refilled evenly); beyond it, 429 with Retry-After, before the password is checked.
+    signin_attempts_per_minute: int = Field(default=10, ge=1, le=10_000)
+
     def page_url(self, path: str) -> str:
         base = self.public_url or f"http://{self.host}:{self.port}"
         return base.rstrip("/") + path

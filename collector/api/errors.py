@@ -24,6 +24,10 @@ UNKNOWN_SCHOOL = "unknown school"
 UNKNOWN_DISTRICT = "unknown district"
 UNSUPPORTED_ENCODING = "unsupported content encoding: send the body uncompressed"
 DATABASE_UNAVAILABLE = "database unavailable"
+# People (collector/api/auth.py, routes/people.py): every read needs a user's token or session.
+NOT_SIGNED_IN = "a user's API token is needed (readynet-collector token create)"
+NOT_ALLOWED = "this user's role or scope does not allow it"
+CSRF_MISSING = "missing or wrong X-CSRF-Token for this session"
 
 
 class FieldProblem(BaseModel):
@@ -42,15 +46,16 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     400: f"`{MALFORMED_JSON}`: the body is not JSON",
-    401: f"`{BAD_TOKEN}`, or `{AGENT_REVOKED}`",
-    403: f"`{ENROLMENT_REFUSED}`: unknown, used or expired code (the reason in `errors`)",
+    401: f"`{BAD_TOKEN}` or `{AGENT_REVOKED}` (agent routes); `{NOT_SIGNED_IN}` (every other)",
+    403: f"`{ENROLMENT_REFUSED}`: unknown, used or expired code (the reason in `errors`); "
+    f"`{NOT_ALLOWED}`; `{CSRF_MISSING}`",
     404: "the resource does not exist",
     408: "the request body did not arrive in time",
     413: f"`{BODY_TOO_LARGE}`",
     409: "the resource is taken for now; retry after `Retry-After` seconds",
     415: f"`{UNSUPPORTED_ENCODING}`",
     422: f"`{INVALID_PAYLOAD}`, with `errors` naming each bad field",
-    429: "a per-agent or per-school limit was reached; retry after `Retry-After` seconds",
+    429: "a per-agent, per-school or sign-in limit was reached; retry after `Retry-After` seconds",
     503: "the collector is over its limits or its database is away; retry after `Retry-After`",
 }
 
@@ -107,6 +112,12 @@ CLASSROOM_RESULTS = "too many classroom results from this school for now"
 
 # Result posts per agent (collector/api/routes/results.py, `agent_posts_per_minute`).
 AGENT_POSTS = "too many result posts from this agent for now"
+
+# /metrics covers every school: a narrower scope would see other schools' series.
+SCRAPE_SCOPE = "/metrics needs the token of a user whose scope is all"
+# Web sign-in: one answer for an unknown name and a wrong password.
+SIGNIN_FAILED = "wrong name or password"
+SIGNIN_ATTEMPTS = "too many sign-in attempts for this name or from this address for now"
 
 # Test slots on a shared exit (collector/api/slots.py).
 SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"

@@ -17,19 +17,20 @@ Example:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, delete, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collector.store.models import ApiToken, District, School, User
+from collector.store.models import ApiToken, District, School, User, WebSession
 from collector.store.queries import DuplicateName, hash_token
 
 Role = Literal["admin", "viewer"]
@@ -39,6 +40,9 @@ TOKEN_PREFIX = "rnu_"
 # sign-in. Stored with the hash, so a later change keeps old hashes verifiable.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 _SCRYPT_MAXMEM = 64 * 1024 * 1024
+# A token's last_used_at is written at most this often: a read stays a read (Prometheus scrapes
+# every 30 s), and "last used" to the minute is all anyone asks of it.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class UnknownUser(LookupError):
@@ -155,10 +159,13 @@ def list_users(*, session: Session) -> Sequence[User]:
 
 
 def revoke_user(*, session: Session, name: str, now: datetime | None = None) -> User:
-    """The user can no longer sign in or use any token; the row stays for the audit log."""
+    """The user can no longer sign in or use any token; the row stays for the audit log.
+
+    Their web sessions are deleted (a revoked user's session is refused anyway)."""
     user = user_by_name(session=session, name=name)
     if user.revoked_at is None:
         user.revoked_at = now or datetime.now(UTC)
+        session.execute(delete(WebSession).where(WebSession.user_id == user.id))
         session.commit()
     return user
 
@@ -223,9 +230,97 @@ def principal_for_token(
         return None
     if api_token.expires_at is not None and api_token.expires_at <= now:
         return None
-    api_token.last_used_at = now
-    session.commit()
+    if api_token.last_used_at is None or now - api_token.last_used_at >= LAST_USED_RESOLUTION:
+        api_token.last_used_at = now
+        session.commit()
     return principal_of(user, via=f"token:{api_token.name}")
+
+
+def sign_in(*, session: Session, name: str, password: str) -> User | None:
+    """The active user with this name and password, else None, in about the same time either way.
+
+    An unknown name is checked against a dummy hash, so the answer's timing does not tell which
+    names exist; a revoked user or one without a password is refused the same way.
+    """
+    user = session.scalar(select(User).where(User.name == name))
+    stored = None if user is None else user.password_hash
+    matches = verify_password(password, stored or _dummy_hash())
+    if user is None or stored is None or user.revoked_at is not None or not matches:
+        return None
+    return user
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class WebSignIn:
+    """A new web session: the cookie's value and its CSRF token, shown this once."""
+
+    cookie: str
+    csrf_token: str
+    expires_at: datetime
+
+
+def create_web_session(
+    *, session: Session, user_id: int, lifetime: timedelta, now: datetime | None = None
+) -> WebSignIn:
+    """A session for a signed-in user; only the SHA-256 of its cookie and CSRF token are kept.
+
+    Expired sessions are deleted on the way, so the table holds only live ones.
+    """
+    now = now or datetime.now(UTC)
+    session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+    cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    expires_at = now + lifetime
+    session.add(
+        WebSession(
+            session_sha256=hash_token(cookie),
+            csrf_sha256=hash_token(csrf),
+            user_id=user_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    session.commit()
+    return WebSignIn(cookie=cookie, csrf_token=csrf, expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The user behind a session cookie, and the digest its CSRF token must match."""
+
+    principal: Principal
+    csrf_sha256: str
+
+
+def principal_for_session(
+    *, session: Session, cookie: str, now: datetime | None = None
+) -> SignedIn | None:
+    """The user of a live web session, unless it expired or the user is revoked."""
+    now = now or datetime.now(UTC)
+    row = session.execute(
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.session_sha256 == hash_token(cookie))
+    ).one_or_none()
+    if row is None:
+        return None
+    web, user = row
+    if web.expires_at <= now or user.revoked_at is not None:
+        return None
+    return SignedIn(principal_of(user, via="session"), web.csrf_sha256)
+
+
+def end_web_session(*, session: Session, cookie: str) -> bool:
+    """Sign out: forget the session; whether there was one."""
+    gone = session.execute(
+        delete(WebSession).where(WebSession.session_sha256 == hash_token(cookie))
+    )
+    session.commit()
+    return bool(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def principal_of(user: User, *, via: str) -> Principal:

@@ -193,7 +193,10 @@ async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
 
 
 def _listed(collector: RunningCollector) -> dict[str, dict[str, Any]]:
-    return {a["name"]: a for a in httpx.get(f"{collector.url}/api/v1/agents").json()}
+    return {
+        a["name"]: a
+        for a in httpx.get(f"{collector.url}/api/v1/agents", headers=collector.reader).json()
+    }
 
 
 async def test_heartbeat_status_and_remote_config(

@@ -203,7 +203,7 @@ def test_heartbeats_make_the_agent_list(lively: RunningCollector) -> None:
         row.received_at = datetime.now(UTC) - timedelta(minutes=6)
         session.commit()
 
-    listed = httpx.get(f"{lively.url}/api/v1/agents").json()
+    listed = httpx.get(f"{lively.url}/api/v1/agents", headers=lively.reader).json()
     by_name = {a["name"]: a for a in listed}
     assert {n: a["status"] for n, a in by_name.items()} == {
         "pi-never": "never_seen",
@@ -220,7 +220,9 @@ def test_heartbeats_make_the_agent_list(lively: RunningCollector) -> None:
     assert by_name["pi-stale"]["seconds_since_heartbeat"] > 300
     assert [
         a["name"]
-        for a in httpx.get(f"{lively.url}/api/v1/agents", params={"school_id": school + 1}).json()
+        for a in httpx.get(
+            f"{lively.url}/api/v1/agents", params={"school_id": school + 1}, headers=lively.reader
+        ).json()
     ] == []
 
 

@@ -211,7 +211,7 @@ def test_large_onnet_upload_is_not_limited(collector: RunningCollector) -> None:
 
 
 def test_readiness_of_unknown_school_is_404(collector: RunningCollector) -> None:
-    response = httpx.get(f"{collector.url}/api/v1/schools/999/readiness")
+    response = httpx.get(f"{collector.url}/api/v1/schools/999/readiness", headers=collector.reader)
     assert (response.status_code, response.json()) == (404, {"detail": errors.UNKNOWN_SCHOOL})
 
 

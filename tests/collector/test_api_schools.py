@@ -17,7 +17,7 @@ from tests.fixtures.collector import RunningCollector
 def test_schools_are_listed(collector: RunningCollector) -> None:
     first = collector.add_school("Adams Middle", students=800, staff=70)
     second = collector.add_school("Baker High", students=1500, staff=120)
-    assert httpx.get(f"{collector.url}/api/v1/schools").json() == [
+    assert httpx.get(f"{collector.url}/api/v1/schools", headers=collector.reader).json() == [
         {"id": first, "name": "Adams Middle", "students": 800, "staff": 70},
         {"id": second, "name": "Baker High", "students": 1500, "staff": 120},
     ]
@@ -25,7 +25,9 @@ def test_schools_are_listed(collector: RunningCollector) -> None:
 
 def test_readiness_without_tests_is_inconclusive(collector: RunningCollector) -> None:
     school = collector.add_school("Adams Middle", students=800, staff=70)
-    body = httpx.get(f"{collector.url}/api/v1/schools/{school}/readiness").json()
+    body = httpx.get(
+        f"{collector.url}/api/v1/schools/{school}/readiness", headers=collector.reader
+    ).json()
     assert (body["users"], body["tests"], body["paths"]) == (870, 0, [])
     assert [(t["required_mbps"], t["measured_mbps"], t["verdict"]) for t in body["targets"]] == [
         (87.0, None, "inconclusive"),
@@ -85,7 +87,9 @@ def test_readiness_reports_the_window_and_classrooms_apart(
         )
         assert response.status_code == 200, response.text
 
-    body = httpx.get(f"{collector.url}/api/v1/schools/{school}/readiness").json()
+    body = httpx.get(
+        f"{collector.url}/api/v1/schools/{school}/readiness", headers=collector.reader
+    ).json()
     assert (body["tests"], body["paths"], body["agent_limited_tests"]) == (11, ["onnet"], 7)
     assert [t["measured_mbps"] for t in body["targets"]] == [94.5, 94.5]
     assert [t["verdict"] for t in body["targets"]] == ["meets", "inconclusive"]

@@ -64,14 +64,14 @@ def test_metrics_follow_the_database(collector_any_db: RunningCollector) -> None
     collector = collector_any_db
     school_id = collector.add_school("Lincoln", students=900, staff=100)
     token = collector.enroll(school_id, name="pi-lincoln")
-    assert fresh_samples(collector.url)[("readynet_agents", frozenset())] == 1
+    assert fresh_samples(collector)[("readynet_agents", frozenset())] == 1
 
     tests = [
         ThroughputTest(path="onnet", server="x", download_bps=mbps * 1e6)
         for mbps in range(100, 112)
     ]
     _post(collector, token, *tests, _poll(10), _poll(5000))
-    samples = fresh_samples(collector.url)
+    samples = fresh_samples(collector)
     school = {"school": "Lincoln"}
     assert samples[("readynet_school_users", _labels(**school))] == 1000
     assert samples[("readynet_school_window_tests", _labels(**school))] == 12
@@ -108,11 +108,11 @@ def test_a_device_whose_polls_fail_is_down_and_keeps_no_fresh_values(
     collector = collector_any_db
     token = collector.enroll(collector.add_school("Lincoln"))
     _post(collector, token, _poll(5000))
-    before = fresh_samples(collector.url)
+    before = fresh_samples(collector)
     device = _labels(school="Lincoln", device="core")
     assert before[("readynet_device_up", device)] == 1
     _post(collector, token, SnmpPoll(device="core", address="127.0.0.1:161", error="timeout"))
-    after = fresh_samples(collector.url)
+    after = fresh_samples(collector)
     assert after[("readynet_device_up", device)] == 0
     last_poll = ("readynet_device_last_poll_timestamp_seconds", device)
     assert after[last_poll] > before[last_poll]
@@ -130,7 +130,7 @@ def test_interfaces_sharing_an_ifname_are_separate_series(collector: RunningColl
         ],
     )
     _post(collector, token, poll)
-    samples = fresh_samples(collector.url)
+    samples = fresh_samples(collector)
     values = {
         dict(labels)["ifindex"]: value
         for (name, labels), value in samples.items()
@@ -162,7 +162,7 @@ def test_wifi_totals_profiles_roles_and_link_status(collector_any_db: RunningCol
         ],
     )
     _post(collector, token, controller, router)
-    samples = fresh_samples(collector.url)
+    samples = fresh_samples(collector)
     wlc = _labels(school="Lincoln", device="wlc")
     assert samples[("readynet_wifi_clients", wlc)] == 23
     assert samples[("readynet_wifi_access_points_up", wlc)] == 4
@@ -189,12 +189,12 @@ def test_a_clock_running_ahead_cannot_pin_the_newest_poll(
     _post(collector, token, _poll(100, at=ahead))
     _post(collector, token, _poll(200))
     iface = _labels(school="Lincoln", device="core", ifindex="1", ifname="Gi0/1")
-    assert fresh_samples(collector.url)[("readynet_interface_received_bytes_total", iface)] == 200
+    assert fresh_samples(collector)[("readynet_interface_received_bytes_total", iface)] == 200
 
 
 def test_every_enrolled_agent_has_series_from_enrolment_on(collector: RunningCollector) -> None:
     collector.enroll(collector.add_school("Lincoln"), name="pi-new")
-    samples = fresh_samples(collector.url)
+    samples = fresh_samples(collector)
     agent = _labels(agent="pi-new", school="Lincoln")
     assert samples[("readynet_agent_last_seen_timestamp_seconds", agent)] == 0
     assert samples[("readynet_agent_enrolled_timestamp_seconds", agent)] > 1.7e9
@@ -217,7 +217,7 @@ def test_heartbeats_become_agent_series(collector: RunningCollector) -> None:
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     assert answer.status_code == 200, answer.text
-    samples = fresh_samples(collector.url)
+    samples = fresh_samples(collector)
     agent = _labels(agent="pi-1", school="Lincoln")
     assert samples[("readynet_agent_last_heartbeat_timestamp_seconds", agent)] > 1.7e9
     assert samples[("readynet_agent_outbox_pending", agent)] == 42
@@ -240,18 +240,22 @@ def test_readiness_counts_only_the_window(collector_any_db: RunningCollector) ->
             for _ in range(30)
         ],
     )
-    readiness = httpx.get(f"{collector.url}/api/v1/schools/{school_id}/readiness").json()
+    readiness = httpx.get(
+        f"{collector.url}/api/v1/schools/{school_id}/readiness", headers=collector.reader
+    ).json()
     assert (readiness["tests"], readiness["window_days"]) == (0, 30)
     _post(
         collector,
         token,
         *[ThroughputTest(path="onnet", server="x", download_bps=600e6) for _ in range(10)],
     )
-    readiness = httpx.get(f"{collector.url}/api/v1/schools/{school_id}/readiness").json()
+    readiness = httpx.get(
+        f"{collector.url}/api/v1/schools/{school_id}/readiness", headers=collector.reader
+    ).json()
     assert readiness["tests"] == 10
     assert [t["verdict"] for t in readiness["targets"]] == ["meets", "meets"]
     school = _labels(school="Lincoln")
-    assert fresh_samples(collector.url)[("readynet_school_window_tests", school)] == 10
+    assert fresh_samples(collector)[("readynet_school_window_tests", school)] == 10
 
 
 def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
@@ -278,7 +282,7 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
             _post(collector, collector.enroll(school), poll)
 
         # The default scrape keeps to the budget: one interface per device, the busiest.
-        default = fresh_samples(collector.url)
+        default = fresh_samples(collector)
         shown = {
             (dict(labels)["school"], dict(labels)["ifname"])
             for name, labels in default
@@ -287,18 +291,25 @@ def test_interface_detail_is_scraped_per_district(database_url: str) -> None:
         assert shown == {("North Elementary", "uplink"), ("South Elementary", "uplink")}
         assert default[("readynet_metrics_interfaces_omitted", frozenset())] == 2
 
-        detail = fresh_samples(collector.url, district=str(district_id))
+        detail = fresh_samples(collector, district=str(district_id))
         assert {dict(labels)["school"] for _, labels in detail} == {"North Elementary"}
         assert len([n for n, _ in detail if n == "readynet_interface_received_bytes_total"]) == 2
-        orphans = fresh_samples(collector.url, district="none")
+        orphans = fresh_samples(collector, district="none")
         assert {dict(labels)["school"] for _, labels in orphans} == {"South Elementary"}
         assert not any(
             name.startswith("readynet_interface_")
-            for name, _ in fresh_samples(collector.url, interfaces="none")
+            for name, _ in fresh_samples(collector, interfaces="none")
         )
-        assert httpx.get(f"{collector.url}/metrics", params={"district": "999"}).status_code == 404
+        assert (
+            httpx.get(
+                f"{collector.url}/metrics", params={"district": "999"}, headers=collector.reader
+            ).status_code
+            == 404
+        )
 
-        targets = httpx.get(f"{collector.url}/api/v1/metrics/targets").json()
+        targets = httpx.get(
+            f"{collector.url}/api/v1/metrics/targets", headers=collector.reader
+        ).json()
         host = f"127.0.0.1:{collector.server.port}"
         assert targets == [
             {
@@ -324,7 +335,7 @@ def test_each_family_is_written_in_one_piece(collector: RunningCollector) -> Non
     """The text format wants a family's HELP, TYPE and samples together, not interleaved."""
     token = collector.enroll(collector.add_school("Lincoln"))
     _post(collector, token, _poll(5000), SnmpPoll(device="ap", address="127.0.0.1:162"))
-    text = httpx.get(f"{collector.url}/metrics").text
+    text = httpx.get(f"{collector.url}/metrics", headers=collector.reader).text
     families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     names = [line.split("{")[0].split()[0] for line in text.splitlines() if line[:1] != "#"]
     order = list(dict.fromkeys(names))
@@ -403,7 +414,7 @@ def test_richer_tests_in_base_units(collector_any_db: RunningCollector) -> None:
     )
     assert response.status_code == 200, response.text
 
-    default = fresh_samples(collector.url)
+    default = fresh_samples(collector)
     school = _labels(school="Lincoln")
     assert default[("readynet_school_window_tests", school)] == 11  # no classroom test
     # 90 to 99 Mbit/s on-net and 80 internet.
@@ -412,7 +423,7 @@ def test_richer_tests_in_base_units(collector_any_db: RunningCollector) -> None:
     assert default[("readynet_school_window_agent_limited_tests", school)] == 5
     assert not any(n.startswith(("readynet_throughput_", "readynet_latency_")) for n, _ in default)
 
-    detail = fresh_samples(collector.url, district="none")
+    detail = fresh_samples(collector, district="none")
     onnet_newest = _labels(school="Lincoln", path="onnet")
     expected = {
         "readynet_throughput_last_test_timestamp_seconds": (now - timedelta(hours=1)).timestamp(),
@@ -472,11 +483,11 @@ def test_district_scrapes_follow_new_results_names_and_moves(
         "readynet_throughput_download_bits_per_second",
         _labels(school="Lincoln", path="onnet"),
     )
-    assert fresh_samples(collector.url, district="none")[onnet] == 1e8
+    assert fresh_samples(collector, district="none")[onnet] == 1e8
 
     _post(collector, token, ThroughputTest(path="onnet", server="x", download_bps=2e8))
     _post(collector, token, LatencyTest(target="127.0.0.1:80", method="http", answered=4, lost=1))
-    after = fresh_samples(collector.url, district="none")
+    after = fresh_samples(collector, district="none")
     assert after[onnet] == 2e8
     loss = (
         "readynet_latency_loss_ratio",
@@ -487,7 +498,7 @@ def test_district_scrapes_follow_new_results_names_and_moves(
     with collector.sessions() as session:
         session.get_one(School, school_id).name = "Lincoln Elementary"
         session.commit()
-    renamed = fresh_samples(collector.url, district="none")
+    renamed = fresh_samples(collector, district="none")
     assert onnet not in renamed
     assert renamed[(onnet[0], _labels(school="Lincoln Elementary", path="onnet"))] == 2e8
 
@@ -500,9 +511,9 @@ def test_district_scrapes_follow_new_results_names_and_moves(
         district_id = district.id
     assert not any(
         name.startswith("readynet_throughput_")
-        for name, _ in fresh_samples(collector.url, district="none")
+        for name, _ in fresh_samples(collector, district="none")
     )
-    moved = fresh_samples(collector.url, district=str(district_id))
+    moved = fresh_samples(collector, district=str(district_id))
     assert moved[(onnet[0], _labels(school="Lincoln Elementary", path="onnet"))] == 2e8
 
 

@@ -269,7 +269,9 @@ def test_readiness_reports_uplink_and_wifi_peaks(collector_any_db: RunningCollec
             )
         )
     _post(collector, token, *polls)
-    body = httpx.get(f"{collector.url}/api/v1/schools/{school}/readiness").json()
+    body = httpx.get(
+        f"{collector.url}/api/v1/schools/{school}/readiness", headers=collector.reader
+    ).json()
     [uplink_peak] = body["uplinks"]
     assert uplink_peak["role"] == "internet" and uplink_peak["ifname"] == "Gi0/0/0"
     assert uplink_peak["rates"] == 20 and uplink_peak["gaps"] == 0

@@ -42,3 +42,6 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert "MEETS" in out
     assert f"readiness report  http://127.0.0.1:{port}/api/v1/schools/1/readiness" in out
     assert f"metrics           http://127.0.0.1:{port}/metrics" in out
+    token_file = tmp_path / "demo" / "viewer-token"
+    assert f'curl -H "Authorization: Bearer $(cat {token_file})" ' in out
+    assert token_file.read_text().startswith("rnu_") and token_file.stat().st_mode & 0o077 == 0

@@ -50,6 +50,8 @@ DASHBOARD = REPO / "grafana" / "dashboards" / "readynet-overview.json"
 SYSTEMD_UNITS = ("readynet-agent.service", "readynet-collector.service")
 COMPOSE_TARGET = "collector:8080"
 SD_PATH = "/api/v1/metrics/targets"
+# Where compose.yaml puts the scrape token for Prometheus (a compose secret).
+SCRAPE_TOKEN_SECRET = "/run/secrets/collector_scrape_token"
 JOB = "readynet-collector"
 DETAIL_JOB = "readynet-detail"
 SCHOOL = "Lincoln Elementary"
@@ -74,18 +76,26 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
-def _prometheus_config(dest: Path, target: str, interval: str | None = None) -> Path:
-    """deploy/prometheus/ copied to dest, scraping `target` instead of the compose service.
+def _prometheus_config(dest: Path, target: str, token: str, interval: str | None = None) -> Path:
+    """deploy/prometheus/ copied to dest, scraping `target` instead of the compose service with
+    the user's API token `token` (a file in dest instead of the compose secret).
 
     With `interval`, also scrape, discover and evaluate that often and send no alerts anywhere,
     for a running Prometheus in a test.
     """
     dest.mkdir()
     shutil.copy(PROMETHEUS_DIR / "rules.yml", dest / "rules.yml")
+    token_file = dest / "collector-scrape-token"
+    token_file.write_text(token + "\n")
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     assert config["rule_files"] == ["rules.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert list(jobs) == [JOB, DETAIL_JOB]
+    # Every request to the collector carries the token: both scrapes and the discovery.
+    authorized = [*jobs.values(), *jobs[DETAIL_JOB]["http_sd_configs"]]
+    for block in authorized:
+        assert block["authorization"] == {"type": "Bearer", "credentials_file": SCRAPE_TOKEN_SECRET}
+        block["authorization"]["credentials_file"] = str(token_file)
     # School level: /metrics without its interface series, which the detail job scrapes.
     school_level = jobs[JOB]
     assert school_level["scrape_interval"] == "30s"
@@ -117,7 +127,7 @@ def _prometheus_config(dest: Path, target: str, interval: str | None = None) -> 
 
 def test_promtool_checks_config_and_rules(tmp_path: Path) -> None:
     promtool = _tool("promtool", "prometheus")
-    config = _prometheus_config(tmp_path / "prometheus", f"127.0.0.1:{free_port()}")
+    config = _prometheus_config(tmp_path / "prometheus", f"127.0.0.1:{free_port()}", "rnu_x")
     out = run_ok(promtool, "check", "config", config)
     assert "SUCCESS" in out
     out = run_ok(promtool, "check", "rules", PROMETHEUS_DIR / "rules.yml")
@@ -411,7 +421,8 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
 ) -> None:
     filled = _fill(collector)
     target = collector.url.removeprefix("http://")
-    config = _prometheus_config(tmp_path / "config", target, interval="1s")
+    token = collector.user_token("viewer", name="prometheus")
+    config = _prometheus_config(tmp_path / "config", target, token, interval="1s")
     deadline = time.monotonic() + DEADLINE_S
 
     with _running_prometheus(config, tmp_path) as prometheus:
@@ -671,6 +682,11 @@ def test_compose_file_structure() -> None:
                 assert (compose_dir / source).resolve().is_dir(), f"{name}: {source}"
     mounted = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
     assert "/etc/prometheus" in mounted
+    # The scrape token: a secret file kept out of the repository, at SCRAPE_TOKEN_SECRET.
+    (secret,) = services["prometheus"]["secrets"]
+    assert f"/run/secrets/{secret}" == SCRAPE_TOKEN_SECRET
+    assert compose["secrets"][secret]["file"].startswith("./secrets/")
+    assert "secrets/" in (compose_dir / ".gitignore").read_text().splitlines()
     grafana_mounts = {v.split(":")[1] for v in services["grafana"]["volumes"]}
     assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"} <= grafana_mounts
 

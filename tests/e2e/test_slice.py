@@ -2,7 +2,7 @@
 
 readynet-collector migrate / school add / agent enroll / serve   (a real uvicorn process)
 readynet-agent once  x10   (on-net test against the collector + SNMP poll of snmpsim)
-→ POST /api/v1/results → database → /api/v1/schools/{id}/readiness → /metrics
+→ POST /api/v1/results → database → /api/v1/schools/{id}/readiness → /metrics (a user's token)
 """
 
 from __future__ import annotations
@@ -76,9 +76,7 @@ def test_agent_to_verdict_and_metric(
             env=env,
         )
     )
-    token = run_ok(
-        collector, "agent", "add", "--school", str(school_id), "--name", "pi-1", env=env
-    )
+    token = run_ok(collector, "agent", "add", "--school", str(school_id), "--name", "pi-1", env=env)
     config = tmp_path / "agent.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -100,17 +98,24 @@ def test_agent_to_verdict_and_metric(
         )
     )
 
+    # District IT reads through a user's token, made as an operator would.
+    run_ok(collector, "user", "add", "--name", "it@district.example", "--role", "viewer", env=env)
+    reader = run_ok(
+        collector, "token", "create", "--user", "it@district.example", "--name", "slice", env=env
+    ).strip()
+    auth = {"Authorization": f"Bearer {reader}"}
+
     agent = [str(BIN / "readynet-agent"), "once", "--config", str(config)]
     for _ in range(9):
         out = run_ok(*agent, env=env)
         assert "delivered: 3 new, 0 already stored, 0 waiting" in out
-    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
+    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness", headers=auth).json()
     assert readiness["tests"] == 9
     assert {t["verdict"] for t in readiness["targets"]} == {"inconclusive"}
     assert readiness["targets"][0]["reason"].startswith("only 9 of the 10 tests needed")
 
     run_ok(*agent, env=env)
-    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness").json()
+    readiness = httpx.get(f"{url}/api/v1/schools/{school_id}/readiness", headers=auth).json()
     assert (readiness["users"], readiness["tests"], readiness["paths"]) == (500, 10, ["onnet"])
     assert readiness["basis"] == "measured throughput, not contracted capacity"
     internet_2014, internet_2017 = readiness["targets"]
@@ -134,7 +139,7 @@ def test_agent_to_verdict_and_metric(
         assert octets == [19432396613] * 10
     engine.dispose()
 
-    samples = fresh_samples(url)
+    samples = fresh_samples(url, token=reader)
     labels = {"school": "Lincoln Elementary", "profile": "setda-2012", "target": "internet-2014-15"}
     assert (
         samples[("readynet_school_readiness", frozenset({**labels, "verdict": "meets"}.items()))]

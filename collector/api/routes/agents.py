@@ -7,7 +7,8 @@
 - `POST /api/v1/agent/token`: a new token for the caller; the old one keeps working until the
   new one is first used, or for an hour.
 - `GET /api/v1/agent/config`: those settings, with `If-None-Match` (304 when unchanged).
-- `GET /api/v1/agents`: every agent's status (ok, stale, never_seen, revoked) for district IT.
+- `GET /api/v1/agents`: every agent's status (ok, stale, never_seen, revoked) for district IT:
+  a user's token or session, and only the agents of the schools of the user's scope.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.control import (
@@ -29,11 +31,14 @@ from agent.control import (
     RemoteConfigDocument,
     RotatedToken,
 )
+from collector.api.auth import ViewerDep
 from collector.api.deps import AgentDep, GateDep
 from collector.api.errors import ENROLMENT_REFUSED, error_responses, payload_error
 from collector.api.limits import small_body
 from collector.settings import CollectorSettings
 from collector.store import agents as store
+from collector.store.models import School
+from collector.store.people import visible_schools
 
 router = APIRouter(prefix="/api/v1", tags=["agents"])
 MAX_BODY_BYTES = 8 * 1024
@@ -215,20 +220,25 @@ def agent_out(status: store.AgentStatus) -> AgentOut:
     )
 
 
-@router.get("/agents", response_model=list[AgentOut], responses=error_responses(422))
+@router.get("/agents", response_model=list[AgentOut], responses=error_responses(401, 422))
 async def list_agents(
     request: Request,
+    viewer: ViewerDep,
     gate: GateDep,
     school_id: int | None = Query(default=None, ge=1, le=2**31 - 1),
 ) -> Any:
-    """Every agent with its status: `stale` after `agent_stale_after_s` without a heartbeat,
-    `never_seen` from enrolment until the first one, `revoked` once its token is revoked."""
+    """Every agent of the user's scope with its status: `stale` after `agent_stale_after_s`
+    without a heartbeat, `never_seen` from enrolment until the first one, `revoked` once its
+    token is revoked."""
     stale_after = timedelta(seconds=_settings(request).agent_stale_after_s)
 
     def read(session: Session) -> list[AgentOut]:
         statuses = store.agent_statuses(
             session=session, stale_after=stale_after, school_id=school_id
         )
+        if viewer.scope.kind != "all":
+            seen = set(session.scalars(select(School.id).where(visible_schools(viewer.scope))))
+            statuses = [s for s in statuses if s.school_id in seen]
         return [agent_out(s) for s in statuses]
 
     return await gate.run(read)

@@ -3,6 +3,10 @@
 Each scrape renders the readiness board as the background refresh left it (see
 `collector.readiness.keeper`) and reads the rest from the store. Scrapes take turns on a
 connection reserved for them instead of queueing behind result posts in the store gate.
+
+Both need a user's token (Prometheus: `authorization` with `credentials_file` in its scrape and
+`http_sd_configs`) of scope `all`: a scrape is one page over every school, cached as one, so a
+narrower scope would need a page of its own (`collector.api.auth.ScraperDep`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collector.api.auth import ScraperDep
 from collector.api.errors import UNKNOWN_DISTRICT, error_responses
 from collector.metrics.scrape import ScrapeRenderer, ScrapeRequest
 from collector.readiness.keeper import BoardKeeper
@@ -36,6 +41,7 @@ class ScrapeTarget(BaseModel):
 @router.get("/metrics", include_in_schema=False)
 async def metrics(
     request: Request,
+    scraper: ScraperDep,
     district: Annotated[str | None, Query(max_length=20)] = None,
     interfaces: Annotated[Literal["all", "none"], Query()] = "all",
 ) -> Response:
@@ -73,8 +79,8 @@ def _district_scope(district: str) -> Scope:
     return Scope(everything=False, district_id=int(district))
 
 
-@router.get("/api/v1/metrics/targets", responses=error_responses(503))
-async def scrape_targets(request: Request) -> list[ScrapeTarget]:
+@router.get("/api/v1/metrics/targets", responses=error_responses(401, 403, 503))
+async def scrape_targets(request: Request, scraper: ScraperDep) -> list[ScrapeTarget]:
     """Prometheus `http_sd_configs`: one per-district detail scrape per district."""
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
 

@@ -1,4 +1,8 @@
-"""School read-outs: the list and each school's readiness."""
+"""School read-outs: the list and each school's readiness, for a signed-in user.
+
+Both see only the schools of the user's scope; a school outside it answers 404, exactly as one
+that does not exist, so ids of other districts' schools do not leak.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collector.api.auth import ViewerDep
 from collector.api.deps import GateDep
 from collector.api.errors import UNKNOWN_SCHOOL, error_responses
 from collector.readiness.evaluate import Readiness
 from collector.readiness.report import school_readiness
 from collector.store.models import School
-from collector.store.queries import list_schools
+from collector.store.people import sees_school, visible_schools
 
 router = APIRouter(prefix="/api/v1/schools", tags=["schools"])
 SchoolId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -28,23 +34,30 @@ class SchoolPublic(BaseModel):
     staff: int
 
 
-@router.get("")
-async def get_schools(gate: GateDep) -> list[SchoolPublic]:
+@router.get("", responses=error_responses(401))
+async def get_schools(viewer: ViewerDep, gate: GateDep) -> list[SchoolPublic]:
+    """The schools of the user's scope, by id."""
+
     def read(session: Session) -> list[SchoolPublic]:
-        return [SchoolPublic.model_validate(s) for s in list_schools(session=session)]
+        query = select(School).where(visible_schools(viewer.scope)).order_by(School.id)
+        return [SchoolPublic.model_validate(s) for s in session.scalars(query)]
 
     return await gate.run(read)
 
 
-@router.get("/{school_id}/readiness", responses=error_responses(404, 422))
-async def get_readiness(school_id: SchoolId, request: Request, gate: GateDep) -> Readiness:
+@router.get("/{school_id}/readiness", responses=error_responses(401, 404, 422))
+async def get_readiness(
+    school_id: SchoolId, request: Request, viewer: ViewerDep, gate: GateDep
+) -> Readiness:
     """Required vs measured Mbps and a verdict for each target of the configured profile."""
     profile = request.app.state.target_profile
     days = request.app.state.settings.readiness_window_days
 
     def read(session: Session) -> Readiness | None:
         school = session.get(School, school_id)
-        if school is None:
+        if school is None or not sees_school(
+            session=session, scope=viewer.scope, school_id=school_id
+        ):
             return None
         return school_readiness(session=session, school=school, profile=profile, days=days)
 
