@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", help="bind address (default: READYNET_COLLECTOR_HOST)")
     serve.add_argument("--port", type=int, help="port (default: READYNET_COLLECTOR_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="collector processes on this port (default 1; on PostgreSQL, up to the cores)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -208,16 +215,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if not 1 <= args.workers <= 64:
+        raise CommandError("workers: must be from 1 to 64", status=EXIT_USAGE)
+    if args.workers > 1:
+        if settings.database_url.startswith("sqlite"):
+            # One writer at a time: more processes would only queue on the file's lock.
+            raise CommandError(
+                "workers: more than one needs PostgreSQL (READYNET_COLLECTOR_DATABASE_URL)",
+                status=EXIT_USAGE,
+            )
+        from collector.workers import run_workers
+
+        return run_workers(args.workers, host=host, port=port)
     # Imported here: the other commands need neither the app nor uvicorn.
     from collector.app import create_app
     from collector.server import serve
 
-    serve(
-        create_app(settings),
-        settings,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
-    )
+    serve(create_app(settings), settings, host=host, port=port, reuse_port=args.reuse_port)
     return 0
 
 

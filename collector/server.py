@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 import resource
+import socket
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -383,8 +384,14 @@ def build_config(app: ASGIApp, settings: CollectorSettings, **options: Any) -> u
     return config
 
 
-def serve(app: ASGIApp, settings: CollectorSettings, *, host: str, port: int) -> None:
-    """Serve `app` until stopped, as `readynet-collector serve` does."""
+def serve(
+    app: ASGIApp, settings: CollectorSettings, *, host: str, port: int, reuse_port: bool = False
+) -> None:
+    """Serve `app` until stopped, as `readynet-collector serve` does.
+
+    `reuse_port`: bind with SO_REUSEPORT, so that several collector processes (the workers of
+    `serve --workers N`) listen on one port and the kernel spreads new connections over them.
+    """
     tune_interpreter()
     open_files = raise_open_files_limit()
     config = build_config(app, settings, host=host, port=port, log_level="info")
@@ -394,4 +401,13 @@ def serve(app: ASGIApp, settings: CollectorSettings, *, host: str, port: int) ->
         open_files.before,
         open_files.hard,
     )
-    uvicorn.Server(config).run()
+    if not reuse_port:
+        uvicorn.Server(config).run()
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    uvicorn.Server(config).run(sockets=[sock])
