@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import agent_idle, ingest, load, onnet, outbox_drain, scale, snmp_poll
+from bench import agent_idle, ingest, load, onnet, outbox_drain, scale, scale_out, snmp_poll
 from bench._common import Figure, say
 
 BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
@@ -18,6 +18,7 @@ BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
     ("idle", agent_idle.run),
     ("load", load.run),
     ("ingest", ingest.run),
+    ("scale-out", scale_out.run),
     ("drain", outbox_drain.run),
     ("scale", scale.run),
 ]

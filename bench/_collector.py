@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +79,13 @@ def enroll(database_url: str) -> str:
     return token.splitlines()[0]
 
 
+def reader_token(database_url: str) -> str:
+    """A new viewer of scope all and its API token, through the real CLI (reads need one)."""
+    name = f"bench-{uuid.uuid4().hex[:8]}@bench.example"
+    collector_cli(database_url, "user", "add", "--name", name, "--role", "viewer")
+    return collector_cli(database_url, "token", "create", "--user", name, "--name", "bench")
+
+
 @contextmanager
 def start_collector(
     database_url: str,
@@ -86,9 +93,11 @@ def start_collector(
     *,
     env: Mapping[str, str] | None = None,
     stop_timeout_s: float = STOP_TIMEOUT_S,
+    serve_args: Sequence[str] = (),
 ) -> Iterator[CollectorProcess]:
     """``readynet-collector serve`` on a migrated database, on a free 127.0.0.1 port, until the
-    block ends. `env` adds ``READYNET_COLLECTOR_*`` settings."""
+    block ends. `env` adds ``READYNET_COLLECTOR_*`` settings, `serve_args` options to `serve`
+    (e.g. ``--workers 2``)."""
     full_env = {**os.environ, **(env or {}), "READYNET_COLLECTOR_DATABASE_URL": database_url}
     process: subprocess.Popen[bytes] | None = None
     try:
@@ -96,7 +105,7 @@ def start_collector(
             # Another process may take the free port first: then try another one.
             port = free_port(socket.SOCK_STREAM)
             log_path = workdir / f"collector-{attempt}.log"
-            command = ["serve", "--host", LOOPBACK, "--port", str(port)]
+            command = ["serve", "--host", LOOPBACK, "--port", str(port), *serve_args]
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
                     [str(VENV_BIN / "readynet-collector"), *command],
