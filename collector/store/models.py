@@ -172,9 +172,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('admin', 'viewer')", name="ck_users_role"),
-        CheckConstraint(
-            "scope IN ('all', 'state', 'district', 'school')", name="ck_users_scope"
-        ),
+        CheckConstraint("scope IN ('all', 'state', 'district', 'school')", name="ck_users_scope"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -183,9 +181,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(8))
     scope: Mapped[str] = mapped_column(String(8))
     scope_state: Mapped[str | None] = mapped_column(String(2), nullable=True)
-    scope_district_id: Mapped[int | None] = mapped_column(
-        ForeignKey("districts.id"), nullable=True
-    )
+    scope_district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"), nullable=True)
     scope_school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"), nullable=True)
     # scrypt, with its parameters and salt, for the web sign-in; None: API tokens only.
     password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
