@@ -1,5 +1,5 @@
 """Delivery through faults: a collector away for a day, `kill -9` mid-write and mid-upload, bad
-answers and a refused token. Every result is stored once, and nothing leaves the outbox unconfirmed.
+answers, a wrong or revoked token. Every result is stored once; nothing unconfirmed leaves.
 
 Against a real collector on 127.0.0.1 (SQLite) and tiny real servers (tests/fixtures/faults.py)
 for the bad answers; the killed processes are real ones (a writer, `readynet-agent flush`).
@@ -29,6 +29,8 @@ from agent.outbox import Outbox
 from agent.settings import AgentSettings
 from agent.uploader import deliver
 from agent.wire import AnyMeasurement, InterfaceCounters, SnmpPoll, ThroughputTest
+from collector.api.errors import AGENT_REVOKED
+from collector.store.agents import revoke_agent
 from collector.store.models import Measurement
 from tests.fixtures.collector import RunningCollector, ServerThread
 from tests.fixtures.faults import HoldingProxy
@@ -300,4 +302,30 @@ def test_a_refused_token_keeps_everything_and_says_so(
         assert (len(outbox), outbox.status().dead_letters) == (3, 0)
     right = _config(tmp_path / "agent.yaml", _settings(collector.url, token, state))
     assert main(["flush", "--config", str(right)]) == 0
+    assert _stored(collector) == 3
+
+
+def test_a_revoked_agent_keeps_its_outbox_until_enrolled_again(
+    collector: RunningCollector, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    school = collector.add_school()
+    token = collector.enroll(school, name="library-pi")
+    with collector.sessions() as session:
+        revoke_agent(session=session, name="library-pi")
+    state = tmp_path / "state"
+    with Outbox(state / OUTBOX_FILE) as outbox:
+        outbox.add([_test(START + timedelta(minutes=i)) for i in range(3)])
+    revoked = _config(tmp_path / "revoked.yaml", _settings(collector.url, token, state))
+    assert main(["flush", "--config", str(revoked)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(
+        "not delivered, kept 3 results in the outbox: the collector refused the agent's token"
+        f" (HTTP 401: {AGENT_REVOKED})"
+    )
+    with Outbox(state / OUTBOX_FILE) as outbox:
+        assert (len(outbox), outbox.status().dead_letters) == (3, 0)
+    again = collector.enroll(school, name="library-pi-2")
+    renewed = _config(tmp_path / "agent.yaml", _settings(collector.url, again, state))
+    assert main(["flush", "--config", str(renewed)]) == 0
+    assert capsys.readouterr().out == "delivered: 3 new, 0 already stored, 0 waiting\n"
     assert _stored(collector) == 3
