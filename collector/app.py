@@ -18,6 +18,7 @@ from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
 from collector.api.group_commit import GroupCommit
 from collector.api.limits import BodySizeLimit
+from collector.api.methods import answer_other_methods
 from collector.api.openapi import with_wire_schemas
 from collector.api.post_rate import PostRate
 from collector.api.routes import (
@@ -138,6 +139,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    answer_other_methods(app)
     install_docs(app)
     install_error_handlers(app)
     # Only result posts are limited: on-net and classroom upload tests are meant to be large.

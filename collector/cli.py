@@ -255,6 +255,7 @@ def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
         SchoolCreate, values, options={"district_id": "district", "shared_exit": "shared-exit"}
     )
     # Imported once the input is valid (see the module docstring).
+    from collector.store.audit import cli_actor
     from collector.store.queries import DuplicateName, UnknownDistrict, create_school
 
     with _session(settings) as session:
@@ -266,6 +267,7 @@ def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
                 staff=new.staff,
                 district_id=new.district_id,
                 shared_exit=new.shared_exit,
+                actor=cli_actor(),
             )
         except UnknownDistrict as exc:
             raise CommandError(f"district: {exc}", status=EXIT_USAGE) from None
@@ -277,11 +279,12 @@ def _school_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
 
 def _district_add(args: argparse.Namespace, settings: CollectorSettings) -> int:
     new = _validated(DistrictCreate, {"name": args.name})
+    from collector.store.audit import cli_actor
     from collector.store.queries import DuplicateName, create_district
 
     with _session(settings) as session:
         try:
-            district = create_district(session=session, name=new.name)
+            district = create_district(session=session, name=new.name, actor=cli_actor())
         except DuplicateName as exc:
             raise CommandError(f"name: {exc}", status=EXIT_USAGE) from None
         print(district.id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from collector.store.models import (
@@ -145,12 +145,18 @@ def _select(
         )
         if query.path is not None:
             statement = statement.where(ThroughputResult.path == query.path)
-    elif query.kind == "latency":
-        statement = statement.join(LatencyResult, LatencyResult.measurement_id == Measurement.id)
     else:
-        statement = statement.join(
-            SnmpPollResult, SnmpPollResult.measurement_id == Measurement.id
-        ).join(Device, Device.id == SnmpPollResult.device_id)
+        if query.kind == "latency":
+            statement = statement.join(
+                LatencyResult, LatencyResult.measurement_id == Measurement.id
+            )
+        else:
+            statement = statement.join(
+                SnmpPollResult, SnmpPollResult.measurement_id == Measurement.id
+            ).join(Device, Device.id == SnmpPollResult.device_id)
+        if query.path is not None:
+            # Only throughput tests have a path: asked for one, other kinds have none to show.
+            statement = statement.where(false())
     if query.school_id is not None:
         statement = statement.where(Measurement.school_id == query.school_id)
     if query.since is not None:

@@ -2,11 +2,14 @@
 
 JSON Schema's `date-time` cannot say "not before 2000, not more than 10 minutes ahead", the
 collector's documented plausibility rule, so schema-valid data is generated inside that window
-with assorted UTC offsets. Everything else is generated from the schema as published.
+with assorted UTC offsets. JSON Schema can only call a CSV body "a string", so the schools
+import gets files as the README documents them: a header and rows of valid cells. Everything
+else is generated from the schema as published.
 """
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime, timedelta, timezone
 
 import schemathesis
@@ -27,3 +30,18 @@ plausible_timestamps = st.builds(
     _offsets,
 )
 schemathesis.openapi.format("date-time", plausible_timestamps)
+
+_school_names = st.text(alphabet=string.ascii_letters + " ", min_size=1, max_size=40).map(str.strip)
+_school_rows = st.lists(
+    st.tuples(_school_names.filter(bool), st.integers(0, 10**6), st.integers(0, 10**6)),
+    max_size=5,
+    unique_by=lambda row: row[0],
+)
+schemathesis.openapi.media_type(
+    "text/csv",
+    _school_rows.map(
+        lambda rows: (
+            "SCH_NAME,TOTAL,STAFF\r\n" + "".join(f"{n},{t},{s}\r\n" for n, t, s in rows)
+        ).encode()
+    ),
+)

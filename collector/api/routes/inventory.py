@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
@@ -460,40 +459,3 @@ async def delete_room(room_id: Id, admin: AdminDep, gate: GateDep) -> None:
         store.delete_room(session=session, actor=admin.actor, scope=admin.scope, room_id=room_id)
 
     await _run(gate, write)
-
-
-# --- 405 with the right Allow ------------------------------------------------------------
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-
-
-async def _method_not_allowed(request: Request) -> Response:
-    """405 listing every method of the path, whichever router declares it.
-
-    Starlette answers a method a path lacks from the first route that matched the path, so
-    with one route per method `Allow` would name only that route's. The OpenAPI document
-    lists them all.
-    """
-    path = request.scope["route"].path_format
-    documented = request.app.openapi()["paths"].get(path, {})
-    allowed = sorted(method.upper() for method in documented if method.upper() in _METHODS)
-    return JSONResponse(
-        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)}
-    )
-
-
-def _answer_other_methods(router: APIRouter) -> None:
-    declared: dict[str, set[str]] = {}
-    for route in router.routes:
-        if isinstance(route, APIRoute):
-            declared.setdefault(route.path, set()).update(route.methods or ())
-    for path, methods in declared.items():
-        router.add_api_route(
-            path.removeprefix(router.prefix),
-            _method_not_allowed,
-            methods=sorted(_METHODS - methods),
-            include_in_schema=False,
-        )
-
-
-_answer_other_methods(router)
