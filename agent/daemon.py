@@ -48,7 +48,13 @@ from pydantic import ValidationError
 
 from agent import __version__, backoff
 from agent.clock import Clock, SystemClock
-from agent.errors import CollectorUnavailable, ProbeError, ReadyNetError, UploadError
+from agent.errors import (
+    CollectorUnavailable,
+    OutboxError,
+    ProbeError,
+    ReadyNetError,
+    UploadError,
+)
 from agent.heartbeat import (
     CLOCK_WARNING_S,
     StatusFile,
@@ -254,7 +260,11 @@ class AgentDaemon:
             self.status.first_round_at = now
         if any(isinstance(r, ThroughputTest) and r.error is None for r in results):
             self.status.last_test_at = now
-        self._queue(self._recorded(results, decision.ticket, background))
+        try:
+            self._queue(self._recorded(results, decision.ticket, background))
+        except OutboxError as exc:
+            # A full disk: this round is lost, said once; the daemon and the plan go on.
+            logger.error("this round's results were not kept: %s", exc)
         self._save_status()
 
     async def _background(self) -> float | str | None:
