@@ -42,6 +42,7 @@ from bench._collector import (
     BenchError,
     peak_rss_bytes,
     postgres_unreachable,
+    reader_token,
     start_collector,
     throwaway_postgres,
 )
@@ -178,7 +179,10 @@ def measure_http(database_url: str, workdir: Path, district_id: int, schools: li
     """The reads Prometheus and the API make, against a collector started on the built fleet."""
     with start_collector(database_url, workdir) as collector:
         try:
-            with httpx.Client(base_url=collector.url, timeout=HTTP_TIMEOUT_S) as client:
+            auth = {"Authorization": f"Bearer {reader_token(database_url)}"}
+            with httpx.Client(
+                base_url=collector.url, timeout=HTTP_TIMEOUT_S, headers=auth
+            ) as client:
                 first = _scrapes(client, "/metrics", 1)
                 warm = _scrapes(client, "/metrics", WARM_SCRAPES)
                 none = _scrapes(client, "/metrics?interfaces=none", WARM_SCRAPES)

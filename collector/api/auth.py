@@ -8,7 +8,8 @@ token in `X-CSRF-Token`, or 403: a cookie rides along on requests another site m
 browser send, a header does not. Bearer requests need none (no browser adds them by itself).
 
 A user sees only the schools of their scope (`collector.store.people.visible_schools`); an
-agent's token is not a user's and reads nothing (401). `/healthz` and `/readyz` stay open.
+agent's token is not a user's and reads nothing (401). `/healthz` and `/readyz` stay open, and
+so do `/docs` and `/openapi.json`: they describe the API's shape and hold no data.
 `/metrics` and its service discovery take `ScraperDep`: a viewer of scope `all` (the scrape is
 one global page), looked up on the scrape's reserved connection, not in the store gate, so a
 scrape never queues behind result posts.
