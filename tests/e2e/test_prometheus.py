@@ -652,16 +652,24 @@ def test_compose_file_structure() -> None:
     services = compose["services"]
     assert set(services) >= {"collector", "postgres", "prometheus", "alertmanager", "grafana"}
 
-    collector = services["collector"]
-    env = collector["environment"]
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    assert env["READYNET_COLLECTOR_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert "@postgres:5432/" in env["READYNET_COLLECTOR_DATABASE_URL"]
-    assert collector["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # Two replicas on one database, migrated once before they start, behind the proxy.
+    collector, migrate, proxy = services["collector"], services["migrate"], services["proxy"]
+    for service in (collector, migrate):
+        env = service["environment"]
+        assert env["READYNET_COLLECTOR_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in env["READYNET_COLLECTOR_DATABASE_URL"]
+    assert migrate["command"] == ["readynet-collector", "migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert collector["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert collector["deploy"]["replicas"] == 2
     command = " ".join(collector["command"])
-    assert command.index("migrate") < command.index("serve") and "0.0.0.0" in command
-    assert "8080:8080" in collector["ports"]
+    assert command.startswith("readynet-collector serve") and "0.0.0.0" in command
+    assert "ports" not in collector and "8080:8080" in proxy["ports"]
+    nginx = (compose_dir / "nginx.conf").read_text()
+    assert "server collector:8080;" in nginx and "proxy_pass http://collectors;" in nginx
+    # The collector enforces its own body limits; speed-test bodies stream through.
+    for directive in ("client_max_body_size 0;", "proxy_request_buffering off;"):
+        assert directive in nginx
     assert services["postgres"]["image"].startswith("postgres:16")
     assert "healthcheck" in services["postgres"]
 
