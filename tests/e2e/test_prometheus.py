@@ -20,7 +20,6 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -716,17 +715,7 @@ def _unit(path: Path) -> configparser.ConfigParser:
     return parser
 
 
-def _systemd_analyze_works(tmp_path: Path) -> bool:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        return False
-    probe = tmp_path / "readynet-probe.service"
-    probe.write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
-    proc = subprocess.run([tool, "verify", str(probe)], capture_output=True, text=True, timeout=60)
-    return proc.returncode == 0
-
-
-def test_systemd_units(tmp_path: Path) -> None:
+def test_systemd_units() -> None:
     units = {name: _unit(DEPLOY / "systemd" / name) for name in SYSTEMD_UNITS}
     agent = units["readynet-agent.service"]["Service"]
     assert agent["ExecStart"] == (
@@ -743,20 +732,7 @@ def test_systemd_units(tmp_path: Path) -> None:
         assert service["NoNewPrivileges"] == "yes"
         assert service.get("DynamicUser") == "yes" or "User" in service
 
-    if not _systemd_analyze_works(tmp_path):
-        return  # no usable systemd-analyze here: the INI checks above are what we can do
-    # verify wants the executables to exist: point the units at this venv's.
-    staged = tmp_path / "units"
-    staged.mkdir()
-    for name in SYSTEMD_UNITS:
-        text = (DEPLOY / "systemd" / name).read_text()
-        (staged / name).write_text(
-            text.replace("/opt/readynet/bin/", f"{Path(sys.executable).parent}/")
-        )
-    run_ok("systemd-analyze", "verify", *SYSTEMD_UNITS, cwd=staged)
-    for name in ("readynet-agent.service", "readynet-collector.service"):
-        # Exposure 2.0 or less ("OK") out of systemd's 10.
-        run_ok("systemd-analyze", "security", "--offline=yes", "--threshold=20", name, cwd=staged)
+    # systemd-analyze verify (any output fails) and security: tests/deploy/test_systemd_unit.py
 
 
 def test_agent_example_names_every_setting_and_is_refused_as_is(tmp_path: Path) -> None:
