@@ -25,6 +25,7 @@ from collector.api.routes import (
     agents,
     classroom,
     health,
+    history,
     inventory,
     librespeed,
     metrics,
@@ -38,6 +39,7 @@ from collector.api.routes import (
 from collector.api.slots import SlotBoard
 from collector.api.speedtest_limits import SpeedtestLimiter
 from collector.api.tokens import TokenCache
+from collector.jobs import PeriodicJob
 from collector.metrics.scrape import ScrapeRenderer
 from collector.readiness.board import ReadinessBoard
 from collector.readiness.keeper import BoardKeeper
@@ -45,6 +47,7 @@ from collector.readiness.targets import load_profile
 from collector.settings import CollectorSettings
 from collector.store.db import make_engine, make_session_factory
 from collector.store.migrate import is_at_head
+from collector.store.rollups import rollup_work
 
 SPEEDTEST_PAYLOAD_BYTES = 1 << 20
 # How long shutdown waits for a readiness refresh in flight (about a second at 10,000 schools).
@@ -69,8 +72,12 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             )
         async with anyio.create_task_group() as background:
             background.start_soon(app.state.board_keeper.run)
+            background.start_soon(app.state.rollup_job.run)
             yield
             background.cancel_scope.cancel()
+        if not await app.state.rollup_job.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
+            logger.warning("the rollup job still holds a database connection; disposing anyway")
+        job_engine.dispose()
         # The cancel abandons a refresh in flight; its connection must be back before the pool
         # is disposed, or it returns to the discarded pool and is left open.
         if not await app.state.board_keeper.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
@@ -118,6 +125,15 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.board_keeper = BoardKeeper(
         app.state.board, app.state.session_factory, interval_s=settings.readiness_refresh_s
     )
+    # Rollups and retention, once across replicas (collector/jobs.py), on an engine of their own
+    # so that they never take one of the connections the pool keeps for requests.
+    job_engine = make_engine(settings.database_url, workers=1)
+    app.state.rollup_job = PeriodicJob(
+        "rollups",
+        rollup_work(settings.raw_retention_days),
+        make_session_factory(job_engine),
+        interval_s=settings.rollup_interval_s,
+    )
     # Scrapes take turns on their reserved connection instead of queueing behind ingest.
     app.state.scrape_limiter = anyio.CapacityLimiter(1)
     app.state.scrape_renderer = ScrapeRenderer()
@@ -136,6 +152,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         agents,
         inventory,
         people,
+        history,
     )
     for module in routers:
         app.include_router(module.router)

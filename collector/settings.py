@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,3 +106,20 @@ class CollectorSettings(BaseSettings):
     def page_url(self, path: str) -> str:
         base = self.public_url or f"http://{self.host}:{self.port}"
         return base.rstrip("/") + path
+
+    # Storage (collector/store/rollups.py, collector/jobs.py): every this many seconds one
+    # replica rolls the complete hours and days up and deletes raw results past their retention.
+    rollup_interval_s: float = Field(default=300, gt=0, le=86400)
+    # Raw results are kept this many days (a school year and then some), and only once their
+    # days are rolled up; 0 keeps them for ever. Never shorter than the readiness window.
+    raw_retention_days: int = Field(default=400, ge=0, le=36500)
+
+    @model_validator(mode="after")
+    def _window_within_retention(self) -> CollectorSettings:
+        if self.raw_retention_days and self.readiness_window_days > self.raw_retention_days:
+            raise ValueError(
+                f"readiness_window_days ({self.readiness_window_days}) is longer than "
+                f"raw_retention_days ({self.raw_retention_days}): the readiness window would "
+                "reach results already deleted; keep raw results longer or shorten the window"
+            )
+        return self

@@ -535,3 +535,119 @@ class SsidSample(Base):
     seq: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     clients: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ThroughputRollup(Base):
+    """One school's throughput tests of one path over one UTC hour or day (`period`).
+
+    `tests` counts successful tests (no error, a download figure): the ones the figures and
+    sketches hold; `errors` the failed ones. Hour figures are exact; a day's medians and p90s
+    are its merged hourly sketches' (`collector.store.rollups`), within the sketch's bound.
+    """
+
+    __tablename__ = "throughput_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint("school_id", "period", "path", "start", name="pk_throughput_rollups"),
+        # One period's rows of every school at once: rebuilding an hour, merging a day.
+        Index("ix_throughput_rollups_period_start", "period", "start"),
+        CheckConstraint("period IN ('hour', 'day')", name="ck_throughput_rollups_period"),
+    )
+
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(4))
+    path: Mapped[str] = mapped_column(String(16))
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    tests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    agent_limited: Mapped[int] = mapped_column(Integer)
+    download_median_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    download_p90_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    download_min_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    download_max_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_median_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_p90_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_min_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_max_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Over the tests that timed round trips both idle and under load (as the readiness answer).
+    idle_latency_median_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    loaded_latency_median_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Mergeable sketches as JSON text (collector.store.rollups.Sketch).
+    download_sketch: Mapped[str] = mapped_column(Text)
+    upload_sketch: Mapped[str] = mapped_column(Text)
+    idle_latency_sketch: Mapped[str] = mapped_column(Text)
+    loaded_latency_sketch: Mapped[str] = mapped_column(Text)
+
+
+class UplinkRollup(Base):
+    """One uplink interface (device, ifIndex, role) over one UTC hour or day: the busier
+    direction's 5-minute rates, as the readiness answer's uplink peaks take them."""
+
+    __tablename__ = "uplink_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "device_id", "ifindex", "role", "period", "start", name="pk_uplink_rollups"
+        ),
+        Index("ix_uplink_rollups_school", "school_id", "period", "start"),
+        Index("ix_uplink_rollups_period_start", "period", "start"),
+        CheckConstraint("period IN ('hour', 'day')", name="ck_uplink_rollups_period"),
+    )
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    ifindex: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(8))
+    period: Mapped[str] = mapped_column(String(4))
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    # The interface's name in the period's newest sample.
+    ifname: Mapped[str] = mapped_column(String(200))
+    speed_mbps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # 5-minute rates, and intervals without one (restarts, counter resets: explained gaps).
+    rates: Mapped[int] = mapped_column(Integer)
+    gaps: Mapped[int] = mapped_column(Integer)
+    p95_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sketch: Mapped[str] = mapped_column(Text)
+
+
+class RollupState(Base):
+    """How far the rollups have come (one row, name 'rollups').
+
+    Hours before `hours_before` and days before `days_before` are rolled up; results received
+    after `received_through` have not been looked at for late arrivals yet; raw measurements
+    before `raw_deleted_before` are gone (their hours are never rebuilt).
+    """
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hours_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    days_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    received_through: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    raw_deleted_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class JobLease(Base):
+    """A periodic job's lease: whoever holds it (until `lease_until`) runs the job, once per
+    period (`due_at`), across every replica on the database (`collector.jobs`)."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class JobRun(Base):
+    """One run of a periodic job: who ran it, when, and what it did (or why it failed)."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_name_started", "name", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # A short account ("12 hours, 0 days, 0 raw rows deleted") or the error.
+    outcome: Mapped[str | None] = mapped_column(String(500), nullable=True)
