@@ -118,6 +118,8 @@ def _config(workdir: Path, url: str, token: str, snmp_port: int) -> Path:
         "state_dir": str(workdir / "agent-state"),
         # Loopback only: no speedtest.net, and no test inside the measured run.
         "internet": {"enabled": False},
+        # No first round after "install" either: the run measures the daemon between jobs.
+        "first_round_s": None,
         "schedule": {"school_day": {"timezone": "UTC", "weekdays": ["sun"]}},
         "devices": [
             {"name": stem, "address": LOOPBACK, "port": snmp_port, "auth": {"community": stem}}
