@@ -36,7 +36,6 @@ from collector.api.routes import (
     slots,
     speedtest,
 )
-from collector.api.slots import SlotBoard
 from collector.api.speedtest_limits import SpeedtestLimiter
 from collector.api.tokens import TokenCache
 from collector.jobs import PeriodicJob
@@ -137,8 +136,6 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     # Scrapes take turns on their reserved connection instead of queueing behind ingest.
     app.state.scrape_limiter = anyio.CapacityLimiter(1)
     app.state.scrape_renderer = ScrapeRenderer()
-    # Turns on shared exits, in memory: see collector/api/slots.py.
-    app.state.slots = SlotBoard()
     routers = (
         health,
         metrics,

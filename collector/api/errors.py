@@ -119,6 +119,6 @@ SCRAPE_SCOPE = "/metrics needs the token of a user whose scope is all"
 SIGNIN_FAILED = "wrong name or password"
 SIGNIN_ATTEMPTS = "too many sign-in attempts for this name or from this address for now"
 
-# Test slots on a shared exit (collector/api/slots.py).
+# Test slots on a shared exit (collector/store/slots.py).
 SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"
 UNKNOWN_SLOT = "unknown slot"

@@ -651,3 +651,14 @@ class JobRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # A short account ("12 hours, 0 days, 0 raw rows deleted") or the error.
     outcome: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class ExitSlot(Base):
+    """A throughput test's turn on a shared exit (or its school): one row per exit key."""
+
+    __tablename__ = "exit_slots"
+
+    exit_key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    slot_id: Mapped[str] = mapped_column(String(32), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)

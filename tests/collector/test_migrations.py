@@ -163,7 +163,7 @@ def test_upgrade_from_0001_keeps_polls_and_passes_2_31(database_url: str) -> Non
     engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 
 
 @pytest.mark.parametrize("start", REVISIONS[:-1])

@@ -1,7 +1,7 @@
 """Test slots on a real collector: one at a time per shared exit, expiry, release, bad input.
 
-The board's own rules (expiry, sweeping, ownership) are also checked directly with a clock the
-test moves, so no test sleeps longer than one real one-second slot.
+The rules (expiry, sweeping, ownership) are also checked directly in the store with times the
+test chooses, on both databases, so no test sleeps longer than one real one-second slot.
 """
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session
 
-from collector.api.slots import Grant, Held, SlotBoard, exit_key
-from collector.store.queries import create_school
-from tests.fixtures.collector import RunningCollector
+from collector.store.db import make_engine, make_session_factory
+from collector.store.migrate import upgrade_to_head
+from collector.store.queries import create_school, enroll_agent
+from collector.store.slots import Grant, Held, exit_key, give_back, live_slots, take_slot
+from tests.fixtures.collector import RunningCollector, run_collector
 
 SLOT_BUSY = "another test holds this exit: retry after Retry-After seconds"
 
@@ -168,36 +172,46 @@ def test_openapi_documents_the_slot_routes(collector: RunningCollector) -> None:
     assert set(release_op["responses"]) == {"204", "401", "404", "422"}
 
 
-class MovingClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_board_expires_sweeps_and_keeps_slots_to_their_holders() -> None:
-    clock = MovingClock()
-    board = SlotBoard(clock=clock)
+def test_slots_expire_are_swept_and_stay_with_their_holders(database_url: str) -> None:
+    """The rules, on both databases, with times the test chooses."""
+    upgrade_to_head(database_url)
+    engine = make_engine(database_url)
     hub = exit_key(school_id=1, shared_exit="north-hub")
     assert hub == exit_key(school_id=2, shared_exit="north-hub") == "exit:north-hub"
     assert exit_key(school_id=3, shared_exit=None) == "school:3"
+    t0 = datetime(2027, 3, 1, 9, tzinfo=UTC)
+    try:
+        with make_session_factory(engine)() as session:
+            agents = _agents(session, 4)
+            first = take_slot(session=session, key=hub, agent_id=agents[0], seconds=60, now=t0)
+            assert isinstance(first, Grant)
+            later = t0 + timedelta(seconds=59.2)
+            assert take_slot(
+                session=session, key=hub, agent_id=agents[1], seconds=60, now=later
+            ) == Held(retry_after_s=1)
+            # Not the holder's: refused.
+            assert not give_back(session=session, slot_id=first.id, agent_id=agents[1], now=later)
+            up = t0 + timedelta(seconds=60)  # the slot's time is up
+            assert not give_back(session=session, slot_id=first.id, agent_id=agents[0], now=up)
+            second = take_slot(session=session, key=hub, agent_id=agents[1], seconds=60, now=up)
+            assert isinstance(second, Grant) and second.id != first.id
+            # Slots of other exits do not pile up: expired ones are swept on the next ask.
+            take_slot(session=session, key="school:3", agent_id=agents[2], seconds=5, now=up)
+            assert live_slots(session=session, now=up) == 2
+            gone = up + timedelta(seconds=61)
+            take_slot(session=session, key="school:4", agent_id=agents[3], seconds=5, now=gone)
+            assert live_slots(session=session, now=gone) == 1
+    finally:
+        engine.dispose()
 
-    first = board.take(key=hub, agent_id=1, seconds=60)
-    assert isinstance(first, Grant)
-    clock.now += 59.2
-    assert board.take(key=hub, agent_id=2, seconds=60) == Held(retry_after_s=1)
-    assert not board.give_back(slot_id=first.id, agent_id=2)  # not the holder
-    clock.now += 0.8  # the slot's time is up
-    assert not board.give_back(slot_id=first.id, agent_id=1)
-    second = board.take(key=hub, agent_id=2, seconds=60)
-    assert isinstance(second, Grant) and second.id != first.id
-    # Slots of other exits do not pile up: expired ones are swept on the next ask.
-    board.take(key="school:3", agent_id=3, seconds=5)
-    assert len(board) == 2
-    clock.now += 61
-    board.take(key="school:4", agent_id=4, seconds=5)
-    assert len(board) == 1
+
+def _agents(session: Session, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        school = create_school(session=session, name=f"S{n}", students=1, staff=1)
+        agent, _ = enroll_agent(session=session, school_id=school.id, name=f"pi-{n}")
+        ids.append(agent.id)
+    return ids
 
 
 def collector_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -230,3 +244,34 @@ def test_school_add_takes_a_shared_exit(collector: RunningCollector) -> None:
         "--shared-exit", "hub\nB",
     )  # fmt: skip
     assert refused.returncode == 2 and "shared-exit: must not contain control" in refused.stderr
+
+
+@pytest.mark.postgres
+def test_two_replicas_grant_one_slot_per_exit(postgres_url: str) -> None:
+    """Two collectors on one database: a slot taken at one is held at the other."""
+    with run_collector(postgres_url) as first, run_collector(postgres_url) as second:
+        lincoln = first.enroll(add_school(first, "Lincoln", "north-hub"))
+        jefferson = first.enroll(add_school(first, "Jefferson", "north-hub"))
+        taken = httpx.post(
+            f"{first.url}/api/v1/slots",
+            json={"seconds": 30},
+            headers={"Authorization": f"Bearer {lincoln}"},
+        )
+        assert taken.status_code == 201
+        held = httpx.post(
+            f"{second.url}/api/v1/slots",
+            json={"seconds": 30},
+            headers={"Authorization": f"Bearer {jefferson}"},
+        )
+        assert held.status_code == 409 and 1 <= int(held.headers["retry-after"]) <= 30
+        released = httpx.delete(
+            f"{second.url}/api/v1/slots/{taken.json()['id']}",
+            headers={"Authorization": f"Bearer {lincoln}"},
+        )
+        assert released.status_code == 204
+        again = httpx.post(
+            f"{second.url}/api/v1/slots",
+            json={"seconds": 30},
+            headers={"Authorization": f"Bearer {jefferson}"},
+        )
+        assert again.status_code == 201

@@ -1,13 +1,15 @@
 """Test slots: `POST /api/v1/slots` asks for a turn on the school's exit, `DELETE` gives it back.
 
 Schools behind one shared exit (`schools.shared_exit`) get one slot at a time, and so do the
-agents of one school; see `collector.api.slots` for the board (in memory, in this process).
+agents of one school; the slots are rows in the database (`collector.store.slots`), so every
+replica and worker of the collector sees the same ones.
 The body is read after the token has been checked, and is tiny: anything over
 `MAX_BODY_BYTES` is refused unread.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
@@ -22,7 +24,7 @@ from collector.api.errors import (
     payload_error,
 )
 from collector.api.limits import small_body
-from collector.api.slots import Held, SlotBoard, exit_key
+from collector.store import slots
 from collector.store.queries import shared_exit_of
 
 router = APIRouter(prefix="/api/v1/slots", tags=["slots"])
@@ -74,11 +76,6 @@ _BODY: dict[str, Any] = {
 }
 
 
-def get_board(request: Request) -> SlotBoard:
-    board: SlotBoard = request.app.state.slots
-    return board
-
-
 @router.post(
     "",
     status_code=201,
@@ -97,19 +94,31 @@ async def take_slot(request: Request, agent: AgentDep, gate: GateDep) -> Any:
     except ValidationError as exc:
         return payload_error(exc)
 
-    def read(session: Session) -> str | None:
-        return shared_exit_of(session=session, school_id=agent.school_id)
+    def take(session: Session) -> slots.Grant | slots.Held:
+        shared_exit = shared_exit_of(session=session, school_id=agent.school_id)
+        return slots.take_slot(
+            session=session,
+            key=slots.exit_key(school_id=agent.school_id, shared_exit=shared_exit),
+            agent_id=agent.id,
+            seconds=wanted.seconds,
+            now=datetime.now(UTC),
+        )
 
-    key = exit_key(school_id=agent.school_id, shared_exit=await gate.run(read))
-    outcome = get_board(request).take(key=key, agent_id=agent.id, seconds=wanted.seconds)
-    if isinstance(outcome, Held):
+    outcome = await gate.run(take)
+    if isinstance(outcome, slots.Held):
         raise HTTPException(409, SLOT_BUSY, headers={"Retry-After": str(outcome.retry_after_s)})
     return SlotGrant(id=outcome.id, expires_in_s=outcome.seconds)
 
 
 @router.delete("/{slot_id}", status_code=204, responses=error_responses(401, 404, 422))
-async def release_slot(request: Request, agent: AgentDep, slot_id: SlotId) -> Response:
+async def release_slot(agent: AgentDep, gate: GateDep, slot_id: SlotId) -> Response:
     """End the caller's slot early. An unknown, expired or someone else's slot is 404."""
-    if not get_board(request).give_back(slot_id=slot_id, agent_id=agent.id):
+
+    def release(session: Session) -> bool:
+        return slots.give_back(
+            session=session, slot_id=slot_id, agent_id=agent.id, now=datetime.now(UTC)
+        )
+
+    if not await gate.run(release):
         raise HTTPException(404, UNKNOWN_SLOT)
     return Response(status_code=204)
