@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -114,12 +114,13 @@ class CollectorSettings(BaseSettings):
     # days are rolled up; 0 keeps them for ever. Never shorter than the readiness window.
     raw_retention_days: int = Field(default=400, ge=0, le=36500)
 
-    @model_validator(mode="after")
-    def _window_within_retention(self) -> CollectorSettings:
-        if self.raw_retention_days and self.readiness_window_days > self.raw_retention_days:
+    @field_validator("raw_retention_days")
+    @classmethod
+    def _window_within_retention(cls, days: int, info: ValidationInfo) -> int:
+        window = info.data.get("readiness_window_days")
+        if days and window is not None and window > days:
             raise ValueError(
-                f"readiness_window_days ({self.readiness_window_days}) is longer than "
-                f"raw_retention_days ({self.raw_retention_days}): the readiness window would "
+                f"shorter than readiness_window_days ({window}): the readiness window would "
                 "reach results already deleted; keep raw results longer or shorten the window"
             )
-        return self
+        return days

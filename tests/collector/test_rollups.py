@@ -180,6 +180,10 @@ def test_hours_are_exact_and_days_merge_them(fleet: Fleet) -> None:
         assert _close(daily.download_p90_bps, 460 * MBPS)
         assert _close(daily.loaded_latency_median_ms, 130)
         assert rows[("day", "internet", day)].tests == 1
+        # On-net and internet together, for long readiness windows.
+        circuit = rows[("day", "circuit", day)]
+        assert (circuit.tests, circuit.errors, circuit.download_min_bps) == (6, 1, 50 * MBPS)
+        assert _close(circuit.download_median_bps, 250 * MBPS)
         uplinks = {
             (u.period, u.start): u
             for u in session.scalars(select(UplinkRollup).where(UplinkRollup.ifindex == 1))
@@ -322,7 +326,7 @@ def test_long_window_from_daily_rollups_matches_the_raw_rows(fleet: Fleet) -> No
     for school_id, window in exact.items():
         long = rolled[school_id]
         assert long.tests == window.tests == 12 * 24
-        assert long.days == 12
+        assert long.periods == 12
         assert long.agent_limited_tests == window.agent_limited_tests
         assert _close(long.median_download_bps, window.median_download_bps)
         assert window.p90_download_bps is not None

@@ -23,7 +23,7 @@ from collector.api.deps import GateDep
 from collector.api.errors import UNKNOWN_SCHOOL, error_responses
 from collector.store.models import Device, School, ThroughputRollup, UplinkRollup
 from collector.store.people import sees_school
-from collector.store.rollups import RELATIVE_ERROR, floor_day, summarise
+from collector.store.rollups import CIRCUIT, RELATIVE_ERROR, summarise
 from collector.store.windows import CIRCUIT_PATHS
 
 router = APIRouter(prefix="/api/v1/schools", tags=["history"])
@@ -82,13 +82,13 @@ class ThroughputPeriod(BaseModel):
 
 
 class HistorySummary(BaseModel):
-    """The range's on-net and internet tests together, as readiness judges them."""
+    """The range's on-net and internet tests together, as readiness judges them (or the one
+    path asked for)."""
 
     tests: int
     agent_limited_tests: int
     median_download_mbps: float
     p90_download_mbps: float
-    days_with_tests: int
     # The medians are the merged sketches': within this fraction of the exact figure.
     relative_error: float
 
@@ -175,11 +175,19 @@ async def get_history(
         if path is not None:
             query = query.where(r.path == path)
         found = list(session.scalars(query))
+        # The summary: of the one path asked for, else of the on-net and internet rows (hours)
+        # or the days' circuit rows (the two merged, which are not listed themselves).
+        wanted: set[str]
+        if path is not None:
+            wanted = {path}
+        else:
+            wanted = {CIRCUIT} if period == "day" else set(CIRCUIT_PATHS)
         summary = summarise(
-            (row.school_id, floor_day(row.start), row.tests, row.agent_limited, row.download_sketch)
+            (row.school_id, row.tests, row.agent_limited, row.download_sketch)
             for row in found
-            if row.path in CIRCUIT_PATHS and row.tests
+            if row.path in wanted and row.tests
         ).get(school_id)
+        found = [row for row in found if row.path != CIRCUIT]
         return SchoolHistory(
             school_id=school_id,
             period=period,
@@ -210,7 +218,6 @@ async def get_history(
                 agent_limited_tests=summary.agent_limited_tests,
                 median_download_mbps=summary.median_download_bps / 1e6,
                 p90_download_mbps=summary.p90_download_bps / 1e6,
-                days_with_tests=summary.days,
                 relative_error=RELATIVE_ERROR,
             ),
         )
