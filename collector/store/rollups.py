@@ -259,9 +259,9 @@ def roll_up(
             state.days_before = floor_day(state.hours_before)
             session.commit()
             break
-        state.days_before = max(state.days_before, floor_day(min(found)))
-        _rebuild_day(session, state.days_before)
-        state.days_before += DAY
+        day = max(state.days_before, floor_day(min(found)))
+        _rebuild_day(session, day)
+        state.days_before = day + DAY
         session.commit()
         keep_going()
         run.days += 1
@@ -375,7 +375,13 @@ def _replace(
     session: Session, period: str, start: datetime, end: datetime, rows: tuple[list[Row], ...]
 ) -> None:
     """Replace the `period` rows of [start, end) of both tables with `rows` (bulk, not ORM: a
-    year's backfill writes a million rows)."""
+    year's backfill writes a million rows).
+
+    The reads that built `rows` are ended first: on SQLite a read transaction that then writes
+    fails at once (SQLITE_BUSY, no waiting) if ingest committed in between; a transaction that
+    starts with its write waits its turn instead. Nothing else may be pending in the session.
+    """
+    session.commit()
     for model in (ThroughputRollup, UplinkRollup):
         session.execute(
             delete(model).where(model.period == period, model.start >= start, model.start < end)
@@ -732,6 +738,7 @@ def apply_retention(
             )
             if not ids:
                 break
+            session.commit()  # the read ended before the write (see _replace)
             session.execute(
                 delete(Measurement).where(Measurement.id.in_(ids)),
                 execution_options={"synchronize_session": False},
