@@ -1,4 +1,4 @@
-"""Scale-out: HTTP ingest with 1 and 2 workers and with two replicas on one PostgreSQL.
+"""Scale-out: HTTP ingest per backend, with 1 and 2 workers and two replicas on PostgreSQL.
 
 64 agents, each a school of its own, post fresh batches of 100 throughput tests for
 `HTTP_SECONDS` to:
@@ -9,9 +9,10 @@
   balancer would).
 
 Reference, in the same run: the same rows written with plain SQLAlchemy Core executemany, one
-commit per batch (`bench.ingest.measure_raw`). Figures: results/s over HTTP as a ratio to the
-reference (target >= 0.6, as for one process in `bench.ingest`), and each post's latency, p50
-and p99. PostgreSQL only: SQLite has one writer, and `serve --workers` refuses it.
+commit per batch (`bench.ingest.measure_raw`), into a fresh database of the same backend.
+Figures: results/s over HTTP as a ratio to the reference (target >= 0.6, as for one process in
+`bench.ingest`), and each post's latency, p50 and p99. On SQLite one process only: it has one
+writer, and `serve --workers` refuses it.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def _setups(database_url: str, workdir: Path) -> Iterator[tuple[str, list[str]]]
     """Each setup's name and the URLs its agents post to, while it runs."""
     with start_collector(database_url, workdir) as one:
         yield "1 worker", [one.url]
+    if database_url.startswith("sqlite"):
+        return  # one writer: `serve --workers` refuses SQLite, and so would a second replica
     with start_collector(database_url, workdir, serve_args=("--workers", "2")) as two:
         yield "2 workers", [two.url]
     with ExitStack() as replicas:
@@ -141,41 +144,34 @@ def _setups(database_url: str, workdir: Path) -> Iterator[tuple[str, list[str]]]
         yield "2 replicas", urls
 
 
-def run() -> list[Figure]:
-    unreachable = postgres_unreachable()
-    if unreachable:
-        say(f"scale-out: skipped: {unreachable}")
-        return []
-    figures: list[Figure] = []
-    with tempfile.TemporaryDirectory() as tmp, throwaway_postgres() as database_url:
-        workdir = Path(tmp)
-        upgrade_to_head(database_url)
-        engine = make_engine(database_url)
-        try:
-            tokens = [token for _, _, token in _agents(engine, AGENTS)]
-            runs = []
-            for setup, urls in _setups(database_url, workdir):
-                before = _stored(engine)
-                result = _post(setup, urls, tokens, partial(_analyze, engine))
-                stored = _stored(engine) - before
-                if result.failures or stored < result.batches * 100:
-                    raise BenchError(
-                        f"{setup}: {len(result.failures)} failed posts "
-                        f"{sorted(set(result.failures))[:5]}, {stored} stored"
-                    )
-                runs.append(result)
-        finally:
-            engine.dispose()
-        with throwaway_postgres() as raw_url:
-            raw = measure_raw(raw_url, THROUGHPUT, max(r.batches for r in runs))
+def _backend(name: str, database_url: str, raw_url: str, workdir: Path) -> list[Figure]:
+    upgrade_to_head(database_url)
+    engine = make_engine(database_url)
+    try:
+        tokens = [token for _, _, token in _agents(engine, AGENTS)]
+        runs = []
+        for setup, urls in _setups(database_url, workdir):
+            before = _stored(engine)
+            result = _post(setup, urls, tokens, partial(_analyze, engine))
+            stored = _stored(engine) - before
+            if result.failures or stored < result.batches * 100:
+                raise BenchError(
+                    f"{name} {setup}: {len(result.failures)} failed posts "
+                    f"{sorted(set(result.failures))[:5]}, {stored} stored"
+                )
+            runs.append(result)
+    finally:
+        engine.dispose()
+    raw = measure_raw(raw_url, THROUGHPUT, max(r.batches for r in runs))
     raw_rate = raw.batches * 100 / raw.seconds
+    figures = []
     for result in runs:
         ratio = result.results_per_s / raw_rate
         verdict = "PASS" if ratio >= RATIO_TARGET else "MISS"
         figures.append(
             Figure(
                 group="scale-out",
-                label=f"{result.setup}, {AGENTS} agents",
+                label=f"{name} {result.setup}, {AGENTS} agents",
                 unit="results/s",
                 ours_name="http",
                 value=result.results_per_s,
@@ -189,6 +185,22 @@ def run() -> list[Figure]:
                 verdict=f"target >= {RATIO_TARGET}: {verdict}",
             )
         )
+    return figures
+
+
+def run() -> list[Figure]:
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        figures += _backend(
+            "sqlite", f"sqlite:///{workdir / 'http.db'}", f"sqlite:///{workdir / 'raw.db'}", workdir
+        )
+        unreachable = postgres_unreachable()
+        if unreachable:
+            say(f"scale-out postgresql: skipped: {unreachable}")
+        else:
+            with throwaway_postgres() as database_url, throwaway_postgres() as raw_url:
+                figures += _backend("postgresql", database_url, raw_url, workdir)
     for figure in figures:
         say(f"{figure.line()}; {figure.note}")
     return figures
