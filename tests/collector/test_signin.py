@@ -77,7 +77,14 @@ def test_sign_in_use_and_sign_out(
     shown = browser.get("/signin").text
     assert f"Signed in as <strong>{NAME}</strong>" in shown and f'value="{csrf}"' in shown
 
-    # A change by cookie needs the CSRF token: without it, or a wrong one, 403.
+    # Any change by cookie needs the CSRF token (here an admin's inventory write): without it,
+    # or with a wrong one, 403 before the route runs; with it, the write goes through.
+    district = {"name": "Cookie ISD", "state": "TX"}
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        refused = browser.post("/api/v1/districts", json=district, headers=headers)
+        assert (refused.status_code, refused.json()) == (403, {"detail": CSRF_MISSING})
+    made = browser.post("/api/v1/districts", json=district, headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 201, made.text
     for headers in ({}, {"X-CSRF-Token": "forged"}):
         refused = browser.post("/signout", headers=headers)
         assert (refused.status_code, refused.json()) == (403, {"detail": CSRF_MISSING})
