@@ -9,7 +9,17 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import agent_idle, ingest, load, onnet, outbox_drain, scale, scale_out, snmp_poll
+from bench import (
+    agent_idle,
+    ingest,
+    load,
+    onnet,
+    outbox_drain,
+    rollups,
+    scale,
+    scale_out,
+    snmp_poll,
+)
 from bench._common import Figure, say
 
 BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
@@ -21,6 +31,7 @@ BENCHMARKS: list[tuple[str, Callable[[], list[Figure]]]] = [
     ("scale-out", scale_out.run),
     ("drain", outbox_drain.run),
     ("scale", scale.run),
+    ("rollup", rollups.run),
 ]
 
 
