@@ -153,7 +153,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
-    answer_other_methods(app)
+    answer_other_methods(app, [module.router for module in routers])
     install_docs(app)
     install_error_handlers(app)
     # Only result posts are limited: on-net and classroom upload tests are meant to be large.
