@@ -33,7 +33,7 @@ DEMO_SCHOOL = {"name": "Demo Elementary", "students": 450, "staff": 50}
 DEMO_VIEWER = "demo-viewer@district.example"
 
 
-LOOPBACK_BUDGET_BYTES = 100_000_000_000
+LOOPBACK_BUDGET_BYTES = 10_000_000_000_000  # 10 TB: an idle loopback moves 40+ Gbit/s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
