@@ -76,6 +76,7 @@ def onnet(args: argparse.Namespace, state_dir: Path) -> tuple[ProbeResult, dict[
             streams_up=args.streams_up,
             duration_s=args.duration_s,
             warmup_s=args.warmup_s,
+            loaded_ping_interval_s=args.loaded_ping_interval_s,
         ),
     )
     probe = OnNetProbe(
@@ -115,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     on.add_argument("--streams-up", type=int, required=True)
     on.add_argument("--duration-s", type=float, default=OnNetSettings().duration_s)
     on.add_argument("--warmup-s", type=float, default=OnNetSettings().warmup_s)
+    on.add_argument(
+        "--loaded-ping-interval-s", type=float, default=OnNetSettings().loaded_ping_interval_s
+    )
     on.set_defaults(run=onnet)
     net = sub.add_parser("internet", help="InternetProbe (speedtest-cli) through a stand-in")
     net.add_argument("--proxy-url", required=True)

@@ -161,7 +161,8 @@ def _write_agent_config(workdir: Path, snmp_port: int) -> Path:
     config = {
         "state_dir": str(workdir / "agent-state"),
         # Small transfers keep the demo quick; loopback is far faster than any school link.
-        "onnet": {"duration_s": 2.0, "warmup_s": 0.5, "request_bytes": 8_000_000},
+        "onnet": {"duration_s": 1.5, "warmup_s": 0.5, "request_bytes": 8_000_000},
+        "latency": {"interval_s": 0.05},
         # Loopback only: the internet test would go to speedtest.net.
         "internet": {"enabled": False},
         "devices": [

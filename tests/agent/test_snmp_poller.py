@@ -63,7 +63,9 @@ async def test_a_poller_that_crashes_or_hangs_gives_error_polls() -> None:
     hang = (sys.executable, "-c", "import time; time.sleep(60)")
     original, poller.STARTUP_ALLOWANCE_S = poller.STARTUP_ALLOWANCE_S, 0.5
     try:
-        [stuck] = await poller.poll([_dead("c")], command=hang)
+        # The deadline is the allowance plus the device's budget: a short one keeps this quick.
+        stuck_device = _dead("c").model_copy(update={"budget_s": 1.0})
+        [stuck] = await poller.poll([stuck_device], command=hang)
     finally:
         poller.STARTUP_ALLOWANCE_S = original
     assert stuck.error is not None and "did not finish within" in stuck.error
