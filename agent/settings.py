@@ -149,7 +149,7 @@ class OnNetSettings(_Section):
     # up, so the collector's per-agent byte budget is drawn in small pieces.
     request_bytes: int = Field(default=25_000_000, ge=65_536, le=1_000_000_000)
     idle_pings: int = Field(default=10, ge=1, le=100)
-    loaded_ping_interval_s: float = Field(default=0.1, ge=0.01, le=5)
+    loaded_ping_interval_s: float = Field(default=0.25, ge=0.01, le=5)
     # The agent's own link speed, where Linux does not know it (Wi-Fi) or knows it wrong.
     ceiling_mbps: int | None = Field(default=None, ge=1)
 

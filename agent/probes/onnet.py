@@ -140,15 +140,18 @@ class OnNetProbe:
         self, meter: PhaseMeter, loaded: LoadedRtt, stream: Stream, streams: int
     ) -> tuple[int, Rates]:
         s = self._settings
-        pinging = asyncio.create_task(loaded.run(warmup_s=s.warmup_s))
-        try:
-            sampler = Sampler(meter, interval_s=s.sample_interval_s, until_s=s.duration_s)
-            async with sampler:
+        sampler = Sampler(meter, interval_s=s.sample_interval_s, until_s=s.duration_s)
+        async with sampler:
+            # Round trips on the sampler's grid: they share its wake-ups (LoadedRtt.run).
+            pinging = asyncio.create_task(
+                loaded.run(warmup_s=s.warmup_s, grid_from=sampler.started)
+            )
+            try:
                 deadline = sampler.started + s.duration_s
                 await self._guard(_all_or_none([stream(meter, deadline) for _ in range(streams)]))
-        finally:
-            pinging.cancel()
-            await asyncio.gather(pinging, return_exceptions=True)
+            finally:
+                pinging.cancel()
+                await asyncio.gather(pinging, return_exceptions=True)
         rates = summarize(sampler.samples, warmup_s=s.warmup_s)
         if rates is None:
             raise MeasurementFailed("no data moved after the warm-up")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,41 @@ async def test_loaded_round_trips_in_the_warmup_are_not_kept() -> None:
     # About ten round trips were taken in the warm-up and dropped: the kept ones are later.
     assert pinger.sent > len(loaded.samples_ms) >= 5
     assert min(loaded.samples_ms) >= 5
+
+
+class _TimedPinger:
+    """Round trips of `rtt_s` each, recording when each one started."""
+
+    def __init__(self, rtt_s: float) -> None:
+        self.rtt_s = rtt_s
+        self.starts: list[float] = []
+
+    async def round_trip_ms(self) -> float:
+        self.starts.append(time.monotonic())
+        await asyncio.sleep(self.rtt_s)
+        return self.rtt_s * 1000
+
+
+async def test_loaded_round_trips_start_on_the_samplers_grid_and_skip_points_they_span() -> None:
+    meter = ByteMeter()
+    fast, slow = _TimedPinger(0.01), _TimedPinger(0.13)  # the slow one spans a grid point
+    async with Sampler(meter, interval_s=0.1, until_s=1.0) as sampler:
+        runs = [
+            asyncio.create_task(
+                LoadedRtt(p, interval_s=0.1).run(grid_from=sampler.started)  # type: ignore[arg-type]
+            )
+            for p in (fast, slow)
+        ]
+        await asyncio.sleep(0.75)
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+    sample_times = [sampler.started + s.at for s in sampler.samples[1:]]
+    for start in fast.starts[1:]:
+        # Each later round trip starts on the same wake-up as a sample (a loaded machine may
+        # wake late, but both late together).
+        assert min(abs(start - at) for at in sample_times) < 0.005
+    # 0, 0.2, 0.4, 0.6: a 130 ms round trip from a point misses the next one.
+    offsets = [round(start - sampler.started, 1) for start in slow.starts]
+    assert offsets == [0.0, 0.2, 0.4, 0.6]
+    assert len(fast.starts) == 8
