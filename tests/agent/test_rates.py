@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import asdict
 from typing import Literal
 
 import pytest
@@ -64,7 +63,7 @@ def _rate(
 def _assert_rate(result: Rate | NoRate, expected: Rate) -> None:
     """Floats equal to 12 significant digits; None and bools exactly."""
     assert isinstance(result, Rate), result
-    for name, want in asdict(expected).items():
+    for name, want in expected._asdict().items():
         got = getattr(result, name)
         if isinstance(want, int | float) and not isinstance(want, bool):
             assert got == pytest.approx(want, rel=1e-12, abs=0), name
