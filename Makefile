@@ -27,8 +27,12 @@ system-deps:
 services:
 	@bash scripts/postgres.sh
 
+# Two workers: the suite mostly waits on real servers and processes, so on 2 cores it takes
+# about half the time of one (475 s against 909 s here). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: install system-deps services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 check: install
 	$(BIN)/ruff format --check .
