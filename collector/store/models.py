@@ -478,8 +478,11 @@ class InterfaceSample(Base):
 
 
 class InterfaceRate(Base):
-    """The rate of one interface row (poll, seq) since the device's previous successful poll:
-    with polls every 5 minutes, the 5-minute rates the readiness engine's peaks are built on.
+    """The rate of one uplink row (poll, seq: a row with a role) since the device's previous
+    successful poll: with polls every 5 minutes, the 5-minute rates the readiness engine's peaks
+    are built on. Other ports get none (`collector.store.poll_rates`). Databases written before
+    that have a rate for every row with counters too; nothing reads those, and raw retention
+    removes them with their polls.
 
     `no_rate` says why a row has none (first sample, reboot, counter reset, ambiguous 32-bit
     wrap, ...: `agent.snmp.rates`), so a gap is explained rather than filled with a spike.

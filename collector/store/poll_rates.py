@@ -1,8 +1,14 @@
-"""Interface rates at ingest: each poll's counters against its device's previous successful poll.
+"""Uplink rates at ingest: each poll's counters against its device's previous successful poll.
 
 Rates are computed where the history is. With polls every 5 minutes these are the 5-minute rates
 the readiness engine's peak figures are built on; the maths (wraps, reboots, discontinuities,
 32-bit ambiguity) is `agent.snmp.rates`, and a row that gets no rate keeps the reason instead.
+
+Only rows with a role (the school's internet uplink, its WAN link) get a rate: those are what the
+readiness answer and the rollups read. Every other port's counters are stored as they came
+(`interface_samples`) and Prometheus takes their rates from the scrape. Rates for all 48 ports of
+an access switch were two thirds of storing its poll, written and never read (issue 9's backlog
+drain).
 
 The previous poll is the device's newest successful one (`Device.last_ok_poll_id`, or an earlier
 poll of the same transaction). A poll that arrives late, older than that one, gets no rates: the
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, and_, select
 
 from agent.snmp.rates import CounterSample, NoRate, PollCheck, check_polls, interface_rate
 from agent.wire import InterfaceCounters, SnmpPoll
@@ -48,7 +54,7 @@ class PreviousPolls:
 def store_interface_rates(
     connection: Connection, polls: Sequence[StoredPoll], previous: PreviousPolls
 ) -> None:
-    """Insert one `interface_rates` row per interface row with counters of each good poll."""
+    """Insert one `interface_rates` row per uplink row (a role, counters) of each good poll."""
     good = sorted((p for p in polls if p[3].error is None), key=lambda p: p[2])
     if not good:
         return
@@ -62,7 +68,7 @@ def store_interface_rates(
         current = _Counters(ordered_at, {})
         pair: PollCheck | None = None  # clocks and reboot, checked once for the whole poll
         for seq, interface in enumerate(poll.interfaces):
-            if interface.counter_bits is None:
+            if interface.counter_bits is None or interface.role is None:
                 continue
             sample = _sample(interface, ordered_at, poll.sys_uptime_ticks)
             current.by_ifindex[interface.ifindex] = sample
@@ -102,7 +108,7 @@ def _sample(interface: InterfaceCounters, at: datetime, uptime: int | None) -> C
 def _newest_counters(
     connection: Connection, device_ids: Iterable[int]
 ) -> dict[int, _Counters | None]:
-    """The counters of each device's newest successful poll, in one query."""
+    """The uplink counters of each device's newest successful poll, in one query."""
     wanted = sorted(device_ids)
     found: dict[int, _Counters | None] = dict.fromkeys(wanted)
     if not wanted:
@@ -119,7 +125,13 @@ def _newest_counters(
             InterfaceSample.speed_mbps,
         )
         .join(SnmpPollResult, SnmpPollResult.poll_id == Device.last_ok_poll_id)
-        .outerjoin(InterfaceSample, InterfaceSample.poll_id == SnmpPollResult.poll_id)
+        .outerjoin(
+            InterfaceSample,
+            and_(
+                InterfaceSample.poll_id == SnmpPollResult.poll_id,
+                InterfaceSample.role.is_not(None),
+            ),
+        )
         .where(Device.id.in_(wanted))
     )
     for device_id, at, uptime, ifindex, octets_in, octets_out, bits, speed in connection.execute(

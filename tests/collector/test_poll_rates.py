@@ -81,9 +81,23 @@ def later(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield port
 
 
+# The uplinks each recording's device is configured with: only rows with a role get rates.
+UPLINKS: dict[str, dict[str, int | str]] = {
+    "iosxe": {"internet": "Gi0/0/1", "wan": 4},
+    # lo says 10 Mbit/s, eth1 1 Gbit/s: at that speed a Counter32 can wrap twice in 5 minutes.
+    "fortiap_fap831f": {"internet": "lo", "wan": 6},
+}
+UPLINK_IFINDEXES = {"iosxe": [2, 4], "fortiap_fap831f": [1, 6]}
+
+
 def _poll(port: int, community: str, at: datetime) -> SnmpPoll:
+    recording = "fortiap_fap831f" if community.startswith("wrap") else "iosxe"
     device = DeviceSettings(
-        name="router", address=LOOPBACK, port=port, auth=SnmpAuth(community=SecretStr(community))
+        name="router",
+        address=LOOPBACK,
+        port=port,
+        auth=SnmpAuth(community=SecretStr(community)),
+        uplinks=UPLINKS[recording],
     )
     poll = asyncio.run(poll_device(device, load_profiles([])))
     assert poll.error is None, poll.error
@@ -134,9 +148,11 @@ def test_rates_from_two_polls_five_minutes_apart(
     _post(collector, token, second)
     assert {r.no_rate for r in _rates(collector, first).values()} == {"first_sample"}
     rates = _rates(collector, second)
-    counted = [i.ifindex for i in second.interfaces if i.counter_bits == 64]
-    assert sorted(rates) == sorted(counted) and len(counted) == 29
-    for ifindex in counted:
+    # 29 rows have counters; the two uplinks get rates, the other ports' counters are only kept.
+    assert len([i for i in second.interfaces if i.counter_bits == 64]) == 29
+    assert sorted(rates) == UPLINK_IFINDEXES["iosxe"]
+    assert {i.ifindex: i.role for i in second.interfaces if i.role} == {2: "internet", 4: "wan"}
+    for ifindex in UPLINK_IFINDEXES["iosxe"]:
         rate = rates[ifindex]
         assert rate.no_rate is None
         assert rate.seconds == pytest.approx(300)
@@ -152,7 +168,8 @@ def test_a_restart_gives_no_spike(collector_any_db: RunningCollector, later: int
     second = _poll(later, "reboot-after", second_at)
     _post(collector, token, first, second)  # one batch: the rates chain inside it too
     rates = _rates(collector, second)
-    assert rates and {r.no_rate for r in rates.values()} == {"reboot"}
+    assert sorted(rates) == UPLINK_IFINDEXES["iosxe"]
+    assert {r.no_rate for r in rates.values()} == {"reboot"}
     assert all(r.in_bps is None and r.out_bps is None for r in rates.values())
 
 
@@ -166,10 +183,10 @@ def test_a_32_bit_wrap_is_counted_once(collector_any_db: RunningCollector, later
     _post(collector, token, first)
     _post(collector, token, second)
     rates = _rates(collector, second)
-    wrapped = [r for r in rates.values() if r.in_bps is not None]
-    assert wrapped, {i: r.no_rate for i, r in rates.items()}
-    for rate in wrapped:
-        assert rate.in_bps == pytest.approx(3_000 * 8 / 300)
+    assert sorted(rates) == UPLINK_IFINDEXES["fortiap_fap831f"]
+    assert rates[1].no_rate is None
+    assert rates[1].in_bps == pytest.approx(3_000 * 8 / 300)
+    assert (rates[6].no_rate, rates[6].in_bps) == ("ambiguous_wrap", None)
 
 
 def test_a_late_poll_gets_no_rate_and_breaks_none(collector_any_db: RunningCollector) -> None:
