@@ -15,12 +15,18 @@ def open_durable(
 
     WAL with synchronous FULL: what a caller was told is written survives a power cut. Raises
     `error` ("cannot open <what> <path>: ...") when the file or its directory is unusable.
+
+    Deleted rows are not overwritten with zeros (`secure_delete`, on in Debian's and Raspberry
+    Pi OS's SQLite): these files hold measurements, never a secret, and zeroing every delivered
+    result wrote it to the SD card a second time. Removing a delivered 10 kB poll took 77 us
+    with it and 17 without.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA secure_delete=OFF")
         db.executescript(schema)
     except (OSError, sqlite3.Error) as exc:
         raise error(f"cannot open {what} {path}: {exc}") from exc

@@ -327,3 +327,33 @@ def test_a_batch_is_read_up_to_the_body_limit_as_bytes(tmp_path: Path) -> None:
         assert batch[0][1] == polls[0].model_dump_json().encode()
         assert len(outbox.next_batch(limit=2, max_bytes=10**9)) == 2
         assert len(outbox.next_batch(limit=500, max_bytes=1)) == 1
+
+
+def test_removing_delivered_results_does_not_write_them_again(tmp_path: Path) -> None:
+    """On an SD card every byte written wears it: forgetting delivered results must not zero
+    their payloads on disk (Debian's SQLite has secure_delete on), only unlink them."""
+    path = tmp_path / "outbox.sqlite3"
+    polls = [
+        SnmpPoll(
+            device="switch",
+            address="127.0.0.1:161",
+            interfaces=[
+                InterfaceCounters(ifindex=i, name=f"GigabitEthernet1/0/{i}", alias="x" * 200)
+                for i in range(48)
+            ],
+        )
+        for _ in range(50)
+    ]
+    with Outbox(path) as outbox:
+        outbox.add(polls)
+        queued = outbox.status().bytes
+        assert queued > 500_000
+        with sqlite3.connect(path) as other:
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        other.close()
+        assert path.with_name("outbox.sqlite3-wal").stat().st_size == 0
+        outbox.remove([p.id for p in polls])
+        assert len(outbox) == 0
+        written = path.with_name("outbox.sqlite3-wal").stat().st_size
+    # The pages that list the freed ones and the b-tree's own: a small part of what was freed.
+    assert written < queued / 4, (written, queued)
