@@ -53,9 +53,8 @@ NoRateReason = Literal[
 ]
 
 
-# The value types are NamedTuples, not frozen dataclasses: the collector makes one sample and one
-# rate per interface of every poll it stores (48 a switch), and a frozen dataclass took three
-# times as long to build.
+# The value types are NamedTuples, not frozen dataclasses: the collector makes a sample and a rate
+# for each uplink of every poll it stores, and a frozen dataclass took three times as long to build.
 class CounterSample(NamedTuple):
     """One interface's counters at one poll."""
 
@@ -92,14 +91,6 @@ class _Flow(NamedTuple):
     wrapped: bool
 
 
-@dataclass(frozen=True)
-class PollCheck:
-    """What the checks of two whole polls found (wall clocks, sysUpTime): the same for every
-    interface of the pair, so a caller with many interfaces runs them once (`check_polls`)."""
-
-    refusal: NoRate | None
-
-
 def counter_delta(before: int, after: int, bits: Literal[32, 64]) -> tuple[int, bool]:
     """Octets counted from `before` to `after`, assuming at most one wrap: (delta, wrapped).
 
@@ -133,28 +124,18 @@ def device_restarted(before_ticks: int | None, after_ticks: int | None, elapsed_
     return (after_ticks - before_ticks) / TICKS_PER_S < elapsed_s - slack_s
 
 
-def check_polls(before: CounterSample, after: CounterSample) -> PollCheck:
-    """The checks that depend only on the two polls, not the interface: clocks and reboot.
-
-    Any sample of each poll will do: they share the poll's time and sysUpTime.
-    """
-    return PollCheck(_clock_refusal(before, after) or _uptime_refusal(before, after))
-
-
-def interface_rate(
-    before: CounterSample | None, after: CounterSample, polls: PollCheck | None = None
-) -> Rate | NoRate:
+def interface_rate(before: CounterSample | None, after: CounterSample) -> Rate | NoRate:
     """The rate between two polls of one interface, or why there is none.
 
     Checks run in a fixed order, so the reason is the first thing that went wrong: sample
     shape, clocks, reboot, discontinuity, wrap ambiguity, then the in and out counters.
-    `polls` is `check_polls` of the same two polls, when the caller has it already.
     """
     if before is None:
         return NoRate("first_sample", "There is no earlier poll of this interface to compare with.")
     refusal = (
         _shape_refusal(before, after)
-        or (polls or check_polls(before, after)).refusal
+        or _clock_refusal(before, after)
+        or _uptime_refusal(before, after)
         or _discontinuity(before, after)
     )
     if refusal is not None:

@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, and_, select
 
-from agent.snmp.rates import CounterSample, NoRate, PollCheck, check_polls, interface_rate
+from agent.snmp.rates import CounterSample, NoRate, interface_rate
 from agent.wire import InterfaceCounters, SnmpPoll
 from collector.store.bulk import insert_rows
 from collector.store.models import Device, InterfaceRate, InterfaceSample, SnmpPollResult
@@ -66,28 +66,21 @@ def store_interface_rates(
         if before is not None and ordered_at <= before.ordered_at:
             continue
         current = _Counters(ordered_at, {})
-        pair: PollCheck | None = None  # clocks and reboot, checked once for the whole poll
         for seq, interface in enumerate(poll.interfaces):
             if interface.counter_bits is None or interface.role is None:
                 continue
             sample = _sample(interface, ordered_at, poll.sys_uptime_ticks)
             current.by_ifindex[interface.ifindex] = sample
             earlier = before.by_ifindex.get(interface.ifindex) if before else None
-            if earlier is not None and pair is None:
-                pair = check_polls(earlier, sample)
-            rows.append(_rate_row(poll_id, seq, earlier, sample, pair))
+            rows.append(_rate_row(poll_id, seq, earlier, sample))
         previous.known[device_id] = current
     insert_rows(connection, _rates, _RATE_COLUMNS, rows)
 
 
 def _rate_row(
-    poll_id: int,
-    seq: int,
-    before: CounterSample | None,
-    after: CounterSample,
-    polls: PollCheck | None,
+    poll_id: int, seq: int, before: CounterSample | None, after: CounterSample
 ) -> tuple[Any, ...]:
-    rate = interface_rate(before, after, polls)
+    rate = interface_rate(before, after)
     seconds = after.taken_at_s - before.taken_at_s if before is not None else 0.0
     if isinstance(rate, NoRate):
         return (poll_id, seq, max(seconds, 0.0), None, None, rate.reason)
