@@ -46,31 +46,34 @@ def _edited(source: str, edits: Edit) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Each case: the recording, its edits before and its edits after.
+CASES: dict[str, tuple[str, Edit, Edit]] = {
+    # 300 s later: 3,750,000 octets more in and 7,500,000 more out on every HC counter.
+    "moved": (
+        "iosxe",
+        {},
+        {
+            SYS_UPTIME: lambda v: v + 30_000,
+            HC_IN: lambda v: v + 3_750_000,
+            HC_OUT: lambda v: v + 7_500_000,
+        },
+    ),
+    # The device restarted: uptime and counters started again from small values.
+    "reboot": (
+        "iosxe",
+        {},
+        {SYS_UPTIME: lambda v: 6_000, HC_IN: lambda v: v // 1000, HC_OUT: lambda v: v // 1000},
+    ),
+    # A Counter32 close to its top before, wrapped after (FortiAP has only the ifTable).
+    "wrap": ("fortiap_fap831f", {IN_32: lambda v: 2**32 - 1_000}, {IN_32: lambda v: 2_000}),
+}
+
+
 @pytest.fixture(scope="module")
 def later(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An snmpsim serving each case's recordings: `<case>-before` and `<case>-after`."""
     data = tmp_path_factory.mktemp("later-data")
-    cases: dict[str, tuple[str, Edit, Edit]] = {
-        # 300 s later: 3,750,000 octets more in and 7,500,000 more out on every HC counter.
-        "moved": (
-            "iosxe",
-            {},
-            {
-                SYS_UPTIME: lambda v: v + 30_000,
-                HC_IN: lambda v: v + 3_750_000,
-                HC_OUT: lambda v: v + 7_500_000,
-            },
-        ),
-        # The device restarted: uptime and counters started again from small values.
-        "reboot": (
-            "iosxe",
-            {},
-            {SYS_UPTIME: lambda v: 6_000, HC_IN: lambda v: v // 1000, HC_OUT: lambda v: v // 1000},
-        ),
-        # A Counter32 close to its top before, wrapped after (FortiAP has only the ifTable).
-        "wrap": ("fortiap_fap831f", {IN_32: lambda v: 2**32 - 1_000}, {IN_32: lambda v: 2_000}),
-    }
-    for case, (source, before, after) in cases.items():
+    for case, (source, before, after) in CASES.items():
         (data / f"{case}-before.snmprec").write_text(
             _edited(source, before), errors="surrogateescape"
         )
@@ -91,7 +94,7 @@ UPLINK_IFINDEXES = {"iosxe": [2, 4], "fortiap_fap831f": [1, 6]}
 
 
 def _poll(port: int, community: str, at: datetime) -> SnmpPoll:
-    recording = "fortiap_fap831f" if community.startswith("wrap") else "iosxe"
+    recording, _, _ = CASES[community.rsplit("-", 1)[0]]
     device = DeviceSettings(
         name="router",
         address=LOOPBACK,
