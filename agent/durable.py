@@ -17,9 +17,9 @@ def open_durable(
     `error` ("cannot open <what> <path>: ...") when the file or its directory is unusable.
 
     Deleted rows are not overwritten with zeros (`secure_delete`, on in Debian's and Raspberry
-    Pi OS's SQLite): these files hold measurements, never a secret, and zeroing every delivered
-    result wrote it to the SD card a second time. Removing a delivered 10 kB poll took 77 us
-    with it and 17 without.
+    Pi OS's SQLite): these files hold measurements, their errors redacted before they are
+    queued (`agent.redact`), and zeroing every delivered result wrote it to the SD card a
+    second time. Removing a delivered 10 kB poll took 77 us with it and 17 without.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
