@@ -41,11 +41,13 @@ from bench._collector import BenchError, postgres_unreachable, start_collector, 
 from bench._common import LOOPBACK, Figure, say
 from collector.localrun import log_tail
 from collector.store.db import make_engine, make_session_factory
+from collector.store.interface_rows import pack_interfaces
 from collector.store.migrate import upgrade_to_head
 from collector.store.models import (
     Device,
     InterfaceSample,
     Measurement,
+    PollInterfaces,
     SnmpPollResult,
     ThroughputResult,
 )
@@ -68,6 +70,7 @@ _tests = cast(Table, ThroughputResult.__table__)
 _devices = cast(Table, Device.__table__)
 _polls = cast(Table, SnmpPollResult.__table__)
 _samples = cast(Table, InterfaceSample.__table__)
+_packed = cast(Table, PollInterfaces.__table__)
 
 
 def throughput_batch(now: datetime) -> Batch:
@@ -333,6 +336,7 @@ def _rows(
     measurements: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
     polls: list[dict[str, Any]] = []
+    packed: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     for m in batch.measurements:
         new_id = uuid.uuid4()
@@ -363,12 +367,27 @@ def _rows(
                 "ordered_at": m.measured_at,
             }
         )
+        # As the collector stores a poll: its interfaces in one packed row, uplinks as rows too.
+        packed.append(
+            {
+                "poll_id": next_poll,
+                "interface_count": len(m.interfaces),
+                "rows": pack_interfaces(m.interfaces),
+            }
+        )
         samples += [
-            {"poll_id": next_poll, "seq": seq, **i.model_dump()}
+            {"poll_id": next_poll, "seq": seq, **i._asdict(), "counter_bits": i.counter_bits or 0}
             for seq, i in enumerate(m.interfaces)
+            if i.role is not None
         ]
         next_poll += 1
-    tables = [(_measurements, measurements), (_tests, tests), (_polls, polls), (_samples, samples)]
+    tables = [
+        (_measurements, measurements),
+        (_tests, tests),
+        (_polls, polls),
+        (_packed, packed),
+        (_samples, samples),
+    ]
     return [(table, rows) for table, rows in tables if rows]
 
 

@@ -101,7 +101,7 @@ def _with_roles(
     marked = []
     for row in rows:
         role = next((r for r, ref in uplinks.items() if _is(row, ref, names)), None)
-        marked.append(row if role is None else row.model_copy(update={"role": role}))
+        marked.append(row if role is None else row._replace(role=role))
     return marked
 
 

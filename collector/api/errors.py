@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from agent.wire import InterfaceCounters
+
 MALFORMED_JSON = "malformed JSON"
 INVALID_PAYLOAD = "invalid payload"
 BAD_TOKEN = "invalid or missing agent token"
@@ -67,9 +69,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def field_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        {"loc": [str(p) for p in _named(tuple(err.get("loc", ())))], "msg": str(err.get("msg", ""))}
         for err in errors
     ]
+
+
+def _named(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` with a position inside an interface row (an array on the wire) given as the field
+    it holds: ..., "interfaces", 0, "octets_in" rather than ..., "interfaces", 0, 2."""
+    for i in range(len(loc) - 2):
+        position = loc[i + 2]
+        if (
+            loc[i] == "interfaces"
+            and isinstance(loc[i + 1], int)
+            and isinstance(position, int)
+            and 0 <= position < len(InterfaceCounters._fields)
+        ):
+            return (*loc[: i + 2], InterfaceCounters._fields[position], *loc[i + 3 :])
+    return loc
 
 
 def payload_error(exc: ValidationError) -> JSONResponse:

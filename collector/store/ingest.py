@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, Update, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from agent.wire import (
     ThroughputTest,
 )
 from collector.store.bulk import insert_rows, reserve_ids
+from collector.store.interface_rows import pack_interfaces
 from collector.store.models import (
     AccessPointSample,
     Agent,
@@ -38,6 +39,7 @@ from collector.store.models import (
     InterfaceSample,
     LatencyResult,
     Measurement,
+    PollInterfaces,
     SnmpPollResult,
     SsidSample,
     ThroughputResult,
@@ -51,6 +53,7 @@ _tests = cast(Table, ThroughputResult.__table__)
 _devices = cast(Table, Device.__table__)
 _polls = cast(Table, SnmpPollResult.__table__)
 _samples = cast(Table, InterfaceSample.__table__)
+_packed = cast(Table, PollInterfaces.__table__)
 _latencies = cast(Table, LatencyResult.__table__)
 _aps = cast(Table, AccessPointSample.__table__)
 _ssids = cast(Table, SsidSample.__table__)
@@ -338,6 +341,7 @@ _SAMPLE_COLUMNS = (
     "oper_status",
     "role",
 )
+_PACKED_COLUMNS = ("poll_id", "interface_count", "rows")
 _AP_COLUMNS = ("poll_id", "seq", "key", "name", "clients", "up")
 _SSID_COLUMNS = ("poll_id", "seq", "name", "clients")
 
@@ -403,7 +407,14 @@ def _insert_polls(
         for p in polls
     ]
     poll_ids = _insert_poll_rows(connection, rows)
-    samples = [
+    packed = [
+        (poll_ids[p.id], len(p.interfaces), pack_interfaces(p.interfaces))
+        for p in polls
+        if p.interfaces
+    ]
+    insert_rows(connection, _packed, _PACKED_COLUMNS, packed)
+    # Uplinks also as rows of their own: the rate maths and the readiness peaks read them.
+    uplinks = [
         (
             poll_id,
             seq,
@@ -422,8 +433,9 @@ def _insert_polls(
         for p in polls
         for poll_id in (poll_ids[p.id],)
         for seq, i in enumerate(p.interfaces)
+        if i.role is not None
     ]
-    insert_rows(connection, _samples, _SAMPLE_COLUMNS, samples)
+    insert_rows(connection, _samples, _SAMPLE_COLUMNS, uplinks)
     aps = [
         (poll_ids[p.id], seq, a.key, a.name, a.clients, a.up)
         for p in polls
@@ -448,20 +460,22 @@ def _insert_polls(
 
 
 def _insert_poll_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
-    """Insert polls; returns each one's new poll_id by measurement id."""
+    """Insert polls; returns each one's new poll_id by measurement id.
+
+    The keys are taken first and the rows written in one executemany: an INSERT ... RETURNING
+    that must answer in parameter order went row by row on SQLite. There the transaction holds
+    the database's one write lock already (its measurements are written first), so the next
+    keys after the largest are this transaction's alone, as SQLite's own rowids would be.
+    """
     if connection.dialect.name == "postgresql":
         keys = reserve_ids(connection, _polls, "poll_id", len(rows))
-        for row, key in zip(rows, keys, strict=True):
-            row["poll_id"] = key
-        insert_rows(connection, _polls, list(rows[0]), [tuple(row.values()) for row in rows])
-        return {row["measurement_id"]: row["poll_id"] for row in rows}
-    returned = connection.execute(
-        insert(_polls).returning(
-            _polls.c.poll_id, _polls.c.measurement_id, sort_by_parameter_order=True
-        ),
-        rows,
-    )
-    return {measurement_id: poll_id for poll_id, measurement_id in returned}
+    else:
+        largest = connection.scalar(select(func.max(_polls.c.poll_id))) or 0
+        keys = list(range(largest + 1, largest + 1 + len(rows)))
+    for row, key in zip(rows, keys, strict=True):
+        row["poll_id"] = key
+    insert_rows(connection, _polls, list(rows[0]), [tuple(row.values()) for row in rows])
+    return {row["measurement_id"]: row["poll_id"] for row in rows}
 
 
 def _device_ids(connection: Connection, school_id: int, names: set[str]) -> dict[str, int]:

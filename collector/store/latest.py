@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select, true
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
+from agent.wire import InterfaceCounters
+from collector.store.interface_rows import unpack_interfaces
 from collector.store.models import (
     Agent,
     AgentHeartbeat,
     Device,
-    InterfaceSample,
+    PollInterfaces,
     School,
     SnmpPollResult,
 )
@@ -113,12 +115,12 @@ def device_states(*, session: Session, scope: Scope) -> list[DeviceState]:
 
 
 def count_latest_interfaces(*, session: Session, scope: Scope) -> tuple[int, int]:
-    """(devices with a successful poll, interfaces in those polls)."""
+    """(devices with a successful poll that has interfaces, interfaces in those polls)."""
     query = (
-        select(func.count(func.distinct(Device.id)), func.count())
+        select(func.count(), func.coalesce(func.sum(PollInterfaces.interface_count), 0))
         .select_from(Device)
         .join(School, School.id == Device.school_id)
-        .join(InterfaceSample, InterfaceSample.poll_id == Device.last_ok_poll_id)
+        .join(PollInterfaces, PollInterfaces.poll_id == Device.last_ok_poll_id)
     )
     devices, interfaces = session.execute(scope.narrow(query)).one()
     return int(devices), int(interfaces)
@@ -131,110 +133,49 @@ def latest_interfaces(
 
     The configured uplinks (interfaces with a role) come first; then "busiest" is most octets
     since boot, in and out together: on a school's router or switch that is nearly always the
-    uplink, the interface capacity questions are about.
+    uplink, the interface capacity questions are about. One packed row a device is read (see
+    PollInterfaces) and ranked here; the chosen interfaces keep the order the device gave.
     """
-    if per_device is not None and session.get_bind().dialect.name == "postgresql":
-        query = _busiest_per_device(scope, per_device)
-    else:
-        query = _ranked(scope, per_device)
-    return [InterfaceState(*row) for row in session.execute(query)]
-
-
-def _octets() -> ColumnElement[float]:
-    """In and out octets together, as unsigned (Counter64 columns hold the bit pattern)."""
-    total: ColumnElement[float] = literal(0.0)
-    for column in (InterfaceSample.octets_in, InterfaceSample.octets_out):
-        value = cast(column, Float)
-        total = total + func.coalesce(case((column < 0, value + 2.0**64), else_=value), 0)
-    return total
-
-
-def _busiest_first() -> tuple[Any, ...]:
-    # The configured uplinks first (the capacity questions are about them), then most octets.
-    has_role = case((InterfaceSample.role.is_(None), 1), else_=0)
-    return (has_role, _octets().desc(), InterfaceSample.seq)
-
-
-def _busiest_per_device(scope: Scope, per_device: int) -> Select[Any]:
-    # PostgreSQL reads each device's top rows through the (poll_id, seq) key with LIMIT, instead
-    # of ranking every interface of the fleet: at 10,000 schools that sort of 400,000 rows went
-    # to disk and was most of a default scrape.
-    busiest = (
-        select(
-            InterfaceSample.seq,
-            InterfaceSample.ifindex,
-            InterfaceSample.name,
-            InterfaceSample.octets_in,
-            InterfaceSample.octets_out,
-            InterfaceSample.speed_mbps,
-            InterfaceSample.oper_status,
-            InterfaceSample.role,
-        )
-        .where(InterfaceSample.poll_id == Device.last_ok_poll_id)
-        .order_by(*_busiest_first())
-        .limit(per_device)
-        .lateral("busiest")
-    )
     query = (
-        select(
-            School.name,
-            Device.name,
-            busiest.c.ifindex,
-            busiest.c.name,
-            busiest.c.octets_in,
-            busiest.c.octets_out,
-            busiest.c.speed_mbps,
-            busiest.c.oper_status,
-            busiest.c.role,
-        )
-        .select_from(Device)
+        select(School.name, Device.name, PollInterfaces.rows)
         .join(School, School.id == Device.school_id)
-        .join(busiest, true())
-        .order_by(School.name, Device.name, busiest.c.seq)
+        .join(PollInterfaces, PollInterfaces.poll_id == Device.last_ok_poll_id)
+        .order_by(School.name, Device.name)
     )
-    return scope.narrow(query)
+    states = []
+    for school, device, rows in session.execute(scope.narrow(query)):
+        interfaces = unpack_interfaces(rows)
+        chosen = (
+            range(len(interfaces))
+            if per_device is None
+            else sorted(_busiest_first(interfaces)[:per_device])
+        )
+        for seq in chosen:
+            i = interfaces[seq]
+            states.append(
+                InterfaceState(
+                    school,
+                    device,
+                    i.ifindex,
+                    i.name,
+                    i.octets_in,
+                    i.octets_out,
+                    i.speed_mbps,
+                    i.oper_status,
+                    i.role,
+                )
+            )
+    return states
 
 
-def _ranked(scope: Scope, per_device: int | None) -> Select[Any]:
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=InterfaceSample.poll_id,
-            order_by=_busiest_first(),
-        )
-        .label("rank")
-    )
-    inner = scope.narrow(
-        select(
-            School.name.label("school"),
-            Device.name.label("device"),
-            InterfaceSample.seq,
-            InterfaceSample.ifindex,
-            InterfaceSample.name.label("ifname"),
-            InterfaceSample.octets_in,
-            InterfaceSample.octets_out,
-            InterfaceSample.speed_mbps,
-            InterfaceSample.oper_status,
-            InterfaceSample.role,
-            rank,
-        )
-        .join(School, School.id == Device.school_id)
-        .join(InterfaceSample, InterfaceSample.poll_id == Device.last_ok_poll_id)
-    ).subquery()
-    query = select(
-        inner.c.school,
-        inner.c.device,
-        inner.c.ifindex,
-        inner.c.ifname,
-        inner.c.octets_in,
-        inner.c.octets_out,
-        inner.c.speed_mbps,
-        inner.c.oper_status,
-        inner.c.role,
-    ).order_by(inner.c.school, inner.c.device, inner.c.seq)
-    if per_device is not None:
-        query = query.where(inner.c.rank <= per_device)
-    return query
+def _busiest_first(interfaces: list[InterfaceCounters]) -> list[int]:
+    """Positions of `interfaces`: the configured uplinks first, then most octets, in and out."""
+
+    def rank(seq: int) -> tuple[bool, int, int]:
+        i = interfaces[seq]
+        return (i.role is None, -((i.octets_in or 0) + (i.octets_out or 0)), seq)
+
+    return sorted(range(len(interfaces)), key=rank)
 
 
 def agent_states(*, session: Session) -> list[AgentState]:

@@ -444,12 +444,34 @@ class SnmpPollResult(Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class PollInterfaces(Base):
+    """Every interface of one poll, packed: one row a poll whatever the device's port count.
+
+    `rows` is JSON, an array per interface holding the wire's `InterfaceCounters` fields in
+    their order (counters as exact unsigned integers), in the order the device answered; a row
+    from before a field was appended is shorter and reads with that field's default. A 48-port
+    switch polled every 5 minutes was 48 rows in `interface_samples` each time, and writing them
+    was most of the cost of storing a poll; only `latest` (the /metrics scrape) reads every port,
+    and it reads one poll per device. Uplinks are kept as rows too (InterfaceSample).
+    """
+
+    __tablename__ = "poll_interfaces"
+
+    poll_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("snmp_polls.poll_id", ondelete="CASCADE"), primary_key=True
+    )
+    interface_count: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[str] = mapped_column(Text)
+
+
 class InterfaceSample(Base):
-    """One interface of one poll: 8-byte keys and counters, no per-row surrogate id.
+    """One uplink of one poll (an interface with a role): 8-byte keys and counters, no per-row
+    surrogate id, the rows the rate maths and the readiness peaks read.
 
     The key is the poll and the row's position in it (not ifIndex: a device may report the same
-    ifIndex twice, and a poll is stored as the device answered). On SQLite the rows live in the
-    key's own b-tree (WITHOUT ROWID), so no second index is kept.
+    ifIndex twice, and a poll is stored as the device answered), the same position as in the
+    poll's PollInterfaces. Before revision 0010 every interface had a row here; 0010 packed them.
+    On SQLite the rows live in the key's own b-tree (WITHOUT ROWID), so no second index is kept.
     """
 
     __tablename__ = "interface_samples"
@@ -480,9 +502,8 @@ class InterfaceSample(Base):
 class InterfaceRate(Base):
     """The rate of one uplink row (poll, seq: a row with a role) since the device's previous
     successful poll: with polls every 5 minutes, the 5-minute rates the readiness engine's peaks
-    are built on. Other ports get none (`collector.store.poll_rates`). Databases written before
-    that have a rate for every row with counters too; nothing reads those, and raw retention
-    removes them with their polls.
+    are built on. Other ports get none (`collector.store.poll_rates`); revision 0010 removed the
+    rates older versions computed for them.
 
     `no_rate` says why a row has none (first sample, reboot, counter reset, ambiguous 32-bit
     wrap, ...: `agent.snmp.rates`), so a gap is explained rather than filled with a spike.

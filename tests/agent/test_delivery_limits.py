@@ -96,7 +96,7 @@ async def test_large_polls_ahead_of_small_results_all_arrive_once(
     """A switch's big polls (each under the limit, all of them far over it) no longer hold
     back what waits behind them."""
     token = small_limit.enroll(small_limit.add_school())
-    polls = [_poll(f"switch-{i}", 40) for i in range(30)]
+    polls = [_poll(f"switch-{i}", 110) for i in range(30)]
     sizes = [len(p.model_dump_json()) for p in polls]
     assert LIMIT / 4 < sizes[0] < LIMIT / 2 and sum(sizes) > 10 * LIMIT
     small = _small(20)
@@ -147,7 +147,7 @@ async def test_a_result_alone_over_the_limit_is_dead_lettered_and_the_rest_arriv
 def _invalid_row(path: Path) -> str:
     """A poll an older agent queued with a 201-character ifName, which the wire now refuses."""
     poll = _poll("old", 2).model_dump(mode="json")
-    poll["interfaces"][1]["name"] = "x" * 201
+    poll["interfaces"][1][InterfaceCounters._fields.index("name")] = "x" * 201
     with sqlite3.connect(path) as db:
         db.execute(
             "INSERT INTO outbox VALUES (?, ?, ?)",

@@ -16,7 +16,8 @@ from collector.api import errors
 from collector.api.limits import MAX_BODY_HEADER
 from collector.api.post_rate import PostRate
 from collector.settings import CollectorSettings
-from collector.store.models import InterfaceSample, Measurement
+from collector.store.interface_rows import unpack_interfaces
+from collector.store.models import InterfaceSample, Measurement, PollInterfaces
 from tests.fixtures.collector import RunningCollector, StartCollector
 
 DEFAULT_MAX_BATCH_BYTES = CollectorSettings.model_fields["max_batch_bytes"].default
@@ -33,7 +34,10 @@ def _batch() -> Batch:
                 interfaces=[
                     InterfaceCounters(
                         ifindex=1, name="ge-0/0/0", octets_in=2**64 - 1, speed_mbps=1000
-                    )
+                    ),
+                    InterfaceCounters(
+                        ifindex=2, name="ge-0/0/1", octets_in=2**63, speed_mbps=1000, role="wan"
+                    ),
                 ],
             ),
         ]
@@ -64,8 +68,53 @@ def test_batch_is_stored_once_when_posted_twice(collector_any_db: RunningCollect
     assert second.json() == {"accepted": [], "duplicates": ids}
     assert _stored(collector) == 2
     with collector.sessions() as session:
-        # The largest Counter64 survives the round trip exactly on both databases.
-        assert session.scalar(select(InterfaceSample.octets_in)) == 2**64 - 1
+        # Counter64 values past 2**63 survive the round trip exactly on both databases, in the
+        # poll's packed interfaces and in the uplink's own row.
+        packed = unpack_interfaces(session.scalars(select(PollInterfaces.rows)).one())
+        assert [i.octets_in for i in packed] == [2**64 - 1, 2**63]
+        uplink = session.execute(select(InterfaceSample.seq, InterfaceSample.octets_in)).one()
+        assert tuple(uplink) == (1, 2**63)
+
+
+def test_interface_rows_as_objects_or_arrays_are_stored_alike(
+    collector_any_db: RunningCollector,
+) -> None:
+    """Agents send an interface row as an array of its fields (wire version 2); rows as
+    objects (version 1, agents from before) are read the same."""
+    collector = collector_any_db
+    token = collector.enroll(collector.add_school())
+    arrays = json.loads(_batch().model_dump_json())
+    assert arrays["wire_version"] == 2
+    assert arrays["measurements"][1]["interfaces"][1] == [
+        2,
+        "ge-0/0/1",
+        2**63,
+        None,
+        None,
+        1000,
+        None,
+        None,
+        None,
+        None,
+        "wan",
+    ]
+    objects = json.loads(_batch().model_dump_json())
+    objects["wire_version"] = 1
+    for poll in objects["measurements"][1:]:
+        poll["interfaces"] = [
+            {k: v for k, v in zip(InterfaceCounters._fields, row, strict=True) if v is not None}
+            for row in poll["interfaces"]
+        ]
+    for body in (arrays, objects):
+        answer = _post(collector, json.dumps(body), token)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["accepted"]) == 2
+    with collector.sessions() as session:
+        packed = session.scalars(select(PollInterfaces.rows).order_by(PollInterfaces.poll_id))
+        first, second = (unpack_interfaces(rows) for rows in packed)
+        [poll] = [m for m in _batch().measurements if isinstance(m, SnmpPoll)]
+        assert first == second == poll.interfaces
+        assert session.scalars(select(InterfaceSample.role)).all() == ["wan", "wan"]
 
 
 def test_partly_known_batch_stores_only_the_new_ids(collector: RunningCollector) -> None:
@@ -104,7 +153,7 @@ def _with_measurement(**changes: object) -> str:
             id="unknown-in-item",
         ),
         pytest.param(
-            _with(wire_version=2), 422, errors.INVALID_PAYLOAD, "wire_version", id="version"
+            _with(wire_version=3), 422, errors.INVALID_PAYLOAD, "wire_version", id="version"
         ),
         pytest.param(
             _with(measurements=[]), 422, errors.INVALID_PAYLOAD, "measurements", id="empty"

@@ -26,10 +26,11 @@ from agent.wire import (
     ThroughputTest,
 )
 from collector.api import errors
+from collector.store.interface_rows import unpack_interfaces
 from collector.store.models import (
     Device,
-    InterfaceSample,
     Measurement,
+    PollInterfaces,
     SnmpPollResult,
     ThroughputResult,
 )
@@ -65,8 +66,22 @@ def _poll(**changes: Any) -> str:
 
 
 def _interface(**changes: Any) -> str:
+    """The poll's interface row (an array on the wire) with fields changed by name."""
     body = _body()
-    body["measurements"][1]["interfaces"][0].update(changes)
+    row = body["measurements"][1]["interfaces"][0]
+    for name, value in changes.items():
+        row[InterfaceCounters._fields.index(name)] = value
+    return json.dumps(body)
+
+
+def _interface_object(**changes: Any) -> str:
+    """The same row as wire version 1 sent it, an object, with fields changed or added."""
+    body = _body()
+    body["wire_version"] = 1
+    row = body["measurements"][1]["interfaces"][0]
+    body["measurements"][1]["interfaces"][0] = (
+        dict(zip(InterfaceCounters._fields, row, strict=False)) | changes
+    )
     return json.dumps(body)
 
 
@@ -114,6 +129,9 @@ REFUSED = [
     pytest.param(_batch(sent_at="9999-01-01T00:00:00Z"), "sent_at", id="sent-far-future"),
     pytest.param(_interface(speed_mbps=False), "speed_mbps", id="bool-as-int"),
     pytest.param(_interface(ifindex="7"), "ifindex", id="string-as-int"),
+    pytest.param(_interface(role="uplink"), "role", id="unknown-role"),
+    pytest.param(_interface_object(octets_in=2**64), "octets_in", id="v1-object-octets-2^64"),
+    pytest.param(_interface_object(colour="red"), "colour", id="v1-object-unknown-field"),
     pytest.param(_throughput(download_bps="5e8"), "download_bps", id="string-as-float"),
     pytest.param(_throughput(streams=1.5), "streams", id="fraction-as-int"),
 ]
@@ -230,18 +248,10 @@ def test_edge_values_are_stored_identically_on_both_databases(
         poll = session.scalars(select(SnmpPollResult)).one()
         assert (poll.address, poll.sys_uptime_ticks) == ("a" * 300, UINT32_MAX)
         assert session.scalars(select(Device.name)).one() == "d" * 64
-        rows = session.execute(
-            select(
-                InterfaceSample.ifindex,
-                InterfaceSample.name,
-                InterfaceSample.octets_in,
-                InterfaceSample.octets_out,
-                InterfaceSample.speed_mbps,
-            ).order_by(InterfaceSample.ifindex)
-        ).all()
-        assert [tuple(r) for r in rows] == [
-            (0, "", 0, 2**63 - 1, None),
+        rows = unpack_interfaces(session.scalars(select(PollInterfaces.rows)).one())
+        assert [(r.ifindex, r.name, r.octets_in, r.octets_out, r.speed_mbps) for r in rows] == [
             (INT31_MAX, "i" * 200, UINT64_MAX, 2**63, UINT32_MAX),
+            (0, "", 0, 2**63 - 1, None),
         ]
 
 

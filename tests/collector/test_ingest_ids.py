@@ -92,13 +92,13 @@ def test_an_unknown_wire_version_names_the_accepted_ones(collector: RunningColle
     body = (
         Batch(measurements=[_latency()])
         .model_dump_json()
-        .replace('"wire_version":1', '"wire_version":2')
+        .replace('"wire_version":2', '"wire_version":3')
     )
     answer = _post(collector, token, body)
     assert answer.status_code == 422
     [problem] = answer.json()["errors"]
     assert problem["loc"] == ["wire_version"]
-    assert problem["msg"].startswith("unknown wire_version: this collector accepts 1;")
+    assert problem["msg"].startswith("unknown wire_version: this collector accepts 1, 2;")
 
 
 def test_100_agents_posting_overlapping_retries_store_each_result_once(

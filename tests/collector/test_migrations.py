@@ -11,15 +11,25 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, insert, inspect, select, text, update
 from sqlalchemy.exc import DataError
 
 from agent.wire import Batch, InterfaceCounters, SnmpPoll
 from collector.store.db import make_engine, make_session_factory
 from collector.store.ingest import add_batch
+from collector.store.interface_rows import unpack_interfaces
 from collector.store.latest import Scope, device_states, latest_interfaces
 from collector.store.migrate import alembic_config, is_at_head, upgrade_to_head
-from collector.store.models import Base, SnmpPollResult
+from collector.store.models import (
+    Base,
+    Device,
+    InterfaceRate,
+    InterfaceSample,
+    Measurement,
+    PollInterfaces,
+    School,
+    SnmpPollResult,
+)
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -163,7 +173,7 @@ def test_upgrade_from_0001_keeps_polls_and_passes_2_31(database_url: str) -> Non
     engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
 
 
 @pytest.mark.parametrize("start", REVISIONS[:-1])
@@ -243,4 +253,103 @@ def test_sqlite_times_from_the_bulk_path_are_rewritten(sqlite_url: str) -> None:
         ("2026-12-04 07:25:37.000000", "2026-12-04 07:25:37.000000"),
         ("2026-12-04 07:25:38.123456", "2026-12-04 07:25:38.123456"),
     ]
+    engine.dispose()
+
+
+def test_0010_packs_every_interface_and_unpacks_on_the_way_down(database_url: str) -> None:
+    """0010 packs each poll's interface rows into one (counters exact past 2**63, a row
+    without counters, a duplicate ifIndex), keeps the uplink's row and rate and drops the
+    others'; down again, every row comes back as it was."""
+    config = alembic_config(database_url)
+    command.upgrade(config, "0009")
+    engine = make_engine(database_url)
+    rows = [
+        InterfaceCounters(1, "Gi0/0", 2**64 - 1, 2**63, 64, 1000, "uplink", 6, 1, 1, "internet"),
+        InterfaceCounters(2, "Null0"),
+        InterfaceCounters(2, "Gi0/2", 5, 7, 32, 10, None, 6, 1, 2, None),
+        InterfaceCounters(9, "Tu9", 8, 9, 64, 0, "to hub", 131, 1, 1, "wan"),
+    ]
+    stored = [
+        {"poll_id": 1, "seq": seq, **row._asdict(), "counter_bits": row.counter_bits or 0}
+        for seq, row in enumerate(rows)
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(School), [{"id": 1, "name": "Lincoln", "students": 450, "staff": 50}]
+        )
+        connection.execute(insert(Device), [{"id": 1, "school_id": 1, "name": "core"}])
+        measurement = uuid.uuid4()
+        connection.execute(
+            insert(Measurement),
+            [
+                {
+                    "id": measurement,
+                    "school_id": 1,
+                    "kind": "snmp_poll",
+                    "measured_at": NOW,
+                    "received_at": NOW,
+                }
+            ],
+        )
+        connection.execute(
+            insert(SnmpPollResult),
+            [
+                {
+                    "poll_id": 1,
+                    "measurement_id": measurement,
+                    "device_id": 1,
+                    "address": "127.0.0.1:161",
+                    "ordered_at": NOW,
+                }
+            ],
+        )
+        connection.execute(
+            update(Device).values(
+                last_poll_id=1, last_poll_at=NOW, last_ok_poll_id=1, last_ok_at=NOW
+            )
+        )
+        connection.execute(insert(InterfaceSample), stored)
+        connection.execute(
+            insert(InterfaceRate),
+            [
+                {"poll_id": 1, "seq": seq, "seconds": 300.0, "in_bps": 1.0, "out_bps": 2.0}
+                for seq in (0, 2, 3)
+            ],
+        )
+
+    upgrade_to_head(database_url)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        packed = session.scalars(select(PollInterfaces)).one()
+        assert (packed.poll_id, packed.interface_count) == (1, 4)
+        assert unpack_interfaces(packed.rows) == rows
+        assert session.execute(select(InterfaceSample.seq, InterfaceSample.role)).all() == [
+            (0, "internet"),
+            (3, "wan"),
+        ]
+        assert session.scalars(select(InterfaceRate.seq).order_by(InterfaceRate.seq)).all() == [
+            0,
+            3,
+        ]
+        assert [
+            (r.ifname, r.octets_in) for r in latest_interfaces(session=session, scope=Scope())
+        ] == [
+            ("Gi0/0", 2**64 - 1),
+            ("Null0", None),
+            ("Gi0/2", 5),
+            ("Tu9", 8),
+        ]
+
+    command.downgrade(config, "0009")
+    with engine.connect() as connection:
+        back = (
+            connection.execute(select(InterfaceSample.__table__).order_by(InterfaceSample.seq))
+            .mappings()
+            .all()
+        )
+        assert [dict(row) for row in back] == stored
+        assert "poll_interfaces" not in inspect(connection).get_table_names()
+    upgrade_to_head(database_url)
+    with sessions() as session:
+        assert unpack_interfaces(session.scalars(select(PollInterfaces.rows)).one()) == rows
     engine.dispose()

@@ -235,7 +235,7 @@ def test_an_error_poll_and_rows_without_counters_get_no_rate(
     bare = SnmpPoll(
         device="ap",
         address="127.0.0.1:161",
-        interfaces=[InterfaceCounters(ifindex=1, name="lo", speed_mbps=0)],
+        interfaces=[InterfaceCounters(ifindex=1, name="lo", speed_mbps=0, role="internet")],
     )
     _post(collector, token, failed, bare)
     assert _rates(collector, failed) == {} and _rates(collector, bare) == {}

@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 
 from collector.localrun import free_port, wait_for_http
 from collector.store.db import make_engine, make_session_factory
-from collector.store.models import InterfaceSample, Measurement, SnmpPollResult, ThroughputResult
+from collector.store.interface_rows import unpack_interfaces
+from collector.store.models import Measurement, PollInterfaces, SnmpPollResult, ThroughputResult
 from tests.fixtures.commands import run_ok
 from tests.fixtures.metrics import fresh_samples
 from tests.fixtures.snmpsim import SnmpSim
@@ -133,9 +134,12 @@ def test_agent_to_verdict_and_metric(
         assert session.scalar(select(func.count()).select_from(ThroughputResult)) == 10
         assert session.scalar(select(func.count()).select_from(SnmpPollResult)) == 10
         # iosxe Gi0/0/1 (ifIndex 2), straight from the recording.
-        octets = session.scalars(
-            select(InterfaceSample.octets_in).where(InterfaceSample.name == "Gi0/0/1")
-        ).all()
+        octets = [
+            i.octets_in
+            for rows in session.scalars(select(PollInterfaces.rows))
+            for i in unpack_interfaces(rows)
+            if i.name == "Gi0/0/1"
+        ]
         assert octets == [19432396613] * 10
     engine.dispose()
 

@@ -25,7 +25,7 @@ from collector.api.transfers import too_many
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 # Batch versions this collector reads (agent.wire.Batch.wire_version).
-ACCEPTED_WIRE_VERSIONS = (WIRE_VERSION,)
+ACCEPTED_WIRE_VERSIONS = (1, WIRE_VERSION)
 
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
