@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import TypeAdapter
 
@@ -103,6 +103,14 @@ class DeadLetter:
     failed_at: datetime
     status: int
     reason: str
+
+
+class Queued(NamedTuple):
+    """One queued result as stored: its id, its JSON, and its place in the queue."""
+
+    id: str
+    payload: bytes
+    rowid: int
 
 
 @dataclass(frozen=True)
@@ -212,19 +220,22 @@ class Outbox:
         ).fetchall()
         return [(str(i), str(payload)) for i, payload in rows]
 
-    def next_batch(self, *, limit: int, max_bytes: int) -> list[tuple[str, bytes]]:
-        """The oldest results as stored, (id, UTF-8 JSON), for a batch: at most `limit` of them,
-        read until their JSON passes `max_bytes` (so at least one). The row that passes it is
-        included: the caller decides whether it fits. Bytes, not text: a batch of large polls
-        is held once, not as text and again as the body."""
-        batch: list[tuple[str, bytes]] = []
+    def next_batch(self, *, limit: int, max_bytes: int, after: int = 0) -> list[Queued]:
+        """The oldest results queued after `after` (a `Queued.rowid`; 0: from the start), as
+        stored, for a batch: at most `limit` of them, read until their JSON passes `max_bytes`
+        (so at least one). The row that passes it is included: the caller decides whether it
+        fits. Bytes, not text: a batch of large polls is held once, not as text and again as
+        the body."""
+        batch: list[Queued] = []
         total = 0
         cursor = self._db.execute(
-            "SELECT id, CAST(payload AS BLOB) FROM outbox ORDER BY rowid LIMIT ?", (limit,)
+            "SELECT id, CAST(payload AS BLOB), rowid FROM outbox WHERE rowid > ?"
+            " ORDER BY rowid LIMIT ?",
+            (after, limit),
         )
         try:
-            for row_id, payload in cursor:
-                batch.append((str(row_id), bytes(payload)))
+            for row_id, payload, rowid in cursor:
+                batch.append(Queued(str(row_id), bytes(payload), int(rowid)))
                 total += len(payload)
                 if total > max_bytes:
                     break

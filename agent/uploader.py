@@ -11,8 +11,13 @@ on the CollectorUnavailable; so do a hang (the client's timeout), an answer that
 one that is not a receipt. A 401 is a TokenRefused: the token is revoked or wrong, and the
 results wait for a valid one. Every error is one line.
 
+Once a full batch has gone through under a limit the collector named, IN_FLIGHT (2) batches
+are under way at once: the agent reads and packs the next while the collector stores the one
+before. Any batch that needs care (a 413, a 422, rows to set aside) sends delivery back to one
+batch at a time from the head of the queue.
+
 Memory: a batch is read from the outbox as bytes only up to the body limit, packed into one
-body with a single copy, and streamed; the uploader holds about two batches' worth at most.
+body with a single copy, and streamed; the uploader holds about three batches' worth at most.
 
 Error messages never carry the `secrets` the caller names (the token the client sends, at the
 least): an httpx error may quote the Authorization header whole. See `agent.redact`.
@@ -20,7 +25,10 @@ least): an httpx error may quote the Authorization header whole. See `agent.reda
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +40,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agent import __version__
 from agent.errors import CollectorRejected, CollectorUnavailable, TokenRefused
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Queued
 from agent.redact import describe, redact, scrub
 from agent.wire import WIRE_VERSION, Batch, Measurement, Receipt
 
@@ -45,6 +53,9 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 # An advertised limit is believed within these bounds (the collector's own minimum is 1,024).
 MIN_BODY_BYTES = 1024
 MAX_BODY_BYTES = 1_000_000_000
+# Batches under way at once while delivery runs smoothly (see _stream): the agent reads, packs
+# and sends the next while the collector stores one.
+IN_FLIGHT = 2
 # A body is sent in pieces of this size (see _chunks).
 _PIECE_BYTES = 256 * 1024
 # A Retry-After is honoured up to this long: a wrong clock or proxy must not stop delivery.
@@ -91,7 +102,7 @@ async def deliver(
     `retry_after_s` when set) or CollectorRejected (any other 4xx); in both cases the
     undelivered results stay in the outbox. Results refused for good are dead-lettered.
     """
-    accepted = duplicates = dead = 0
+    tally = _Tally()
     cap = batch_size
     while True:
         body = b""  # the last batch's body goes before the next is read
@@ -105,13 +116,13 @@ async def deliver(
         if unreadable:
             reason = "unreadable in the outbox and holds a secret: not sent"
             outbox.bury(unreadable, status=0, reason=reason)
-            dead += len(unreadable)
+            tally.dead += len(unreadable)
             continue
         if len(ids) == 1 and len(body) > max_bytes and advertised is not None:
             # Alone over a limit the collector itself named: it could never be delivered.
             reason = f"{len(body)} bytes, over the collector's limit of {max_bytes} bytes"
             outbox.bury(ids, status=413, reason=reason)
-            dead += 1
+            tally.dead += 1
             continue
         try:
             receipt = await _post(client, body, outbox, secrets)
@@ -122,7 +133,7 @@ async def deliver(
             limit = f" of {exc.max_bytes} bytes" if exc.max_bytes else ""
             reason = f"{len(body)} bytes, over the collector's limit{limit} (HTTP 413)"
             outbox.bury(ids, status=413, reason=reason)
-            dead += 1
+            tally.dead += 1
             continue
         except _Refused as exc:
             if not all(0 <= index < len(ids) for index in exc.problems):
@@ -130,32 +141,114 @@ async def deliver(
             for index, problems in exc.problems.items():
                 reason = f"{exc.detail}: {'; '.join(problems)}"
                 outbox.bury([ids[index]], status=422, reason=reason[:2000])
-                dead += 1
+                tally.dead += 1
             continue
+        tally.confirm(outbox, receipt)
+        cap = min(batch_size, cap * 2)
+        if cap == batch_size and outbox.body_limit is not None:
+            body = b""
+            await _stream(outbox, client, batch_size, secrets, tally)
+    return Delivery(
+        accepted=tally.accepted,
+        duplicates=tally.duplicates,
+        remaining=len(outbox),
+        dead_lettered=tally.dead,
+    )
+
+
+@dataclass
+class _Tally:
+    accepted: int = 0
+    duplicates: int = 0
+    dead: int = 0
+
+    def confirm(self, outbox: Outbox, receipt: Receipt) -> None:
+        """Forget what the receipt confirms; set aside what it refuses for good."""
         outbox.remove([*receipt.accepted, *receipt.duplicates])
-        accepted += len(receipt.accepted)
-        duplicates += len(receipt.duplicates)
+        self.accepted += len(receipt.accepted)
+        self.duplicates += len(receipt.duplicates)
         # Refused for good (an id another agent's result has, a device the collector's
         # settings for this agent do not name): set aside with the reason, never sent again.
         for rejection in receipt.rejected:
             outbox.bury([rejection.id], status=200, reason=rejection.reason)
-            dead += 1
+            self.dead += 1
         if not (receipt.accepted or receipt.duplicates or receipt.rejected):
             raise CollectorRejected(200, "the collector confirmed none of the batch")
-        cap = min(batch_size, cap * 2)
-    return Delivery(
-        accepted=accepted, duplicates=duplicates, remaining=len(outbox), dead_lettered=dead
-    )
+
+
+async def _stream(
+    outbox: Outbox,
+    client: httpx.AsyncClient,
+    batch_size: int,
+    secrets: Sequence[str],
+    tally: _Tally,
+) -> None:
+    """Deliver with IN_FLIGHT batches under way: the next is read, packed and sent while the
+    collector stores the one before, instead of each side waiting for the other.
+
+    Only while delivery runs smoothly (full batches under a limit the collector has named):
+    a batch that needs the careful path (a 413, a 422 naming results, rows to set aside)
+    returns here, once the other batches under way are answered, and `deliver` takes the queue
+    one batch at a time from its head again. Any other failure is raised, likewise once the
+    others are answered. Each batch's results leave the outbox only when its receipt says so.
+    """
+    under_way: deque[tuple[list[str], asyncio.Task[Receipt]]] = deque()
+    after = 0  # the queue position of the last result under way
+    reading = True
+    try:
+        while True:
+            while reading and len(under_way) < IN_FLIGHT:
+                max_bytes = outbox.body_limit or DEFAULT_MAX_BODY_BYTES
+                rows = outbox.next_batch(limit=batch_size, max_bytes=max_bytes, after=after)
+                ids, body, unreadable = _pack(rows, max_bytes, secrets) if rows else ([], b"", [])
+                if not ids or unreadable or len(body) > max_bytes:
+                    reading = False  # the end of the queue, or rows for the careful path
+                    break
+                after = rows[len(ids) - 1].rowid
+                del rows
+                post = asyncio.create_task(_post(client, body, outbox, secrets))
+                under_way.append((ids, post))
+                del body  # the task holds it until it is sent
+            if not under_way:
+                return
+            _, post = under_way.popleft()
+            try:
+                receipt = await post
+            except (_TooLarge, _Refused):
+                return
+            tally.confirm(outbox, receipt)
+    finally:
+        await _settle(under_way, outbox, tally)
+
+
+async def _settle(
+    under_way: deque[tuple[list[str], asyncio.Task[Receipt]]], outbox: Outbox, tally: _Tally
+) -> None:
+    """Wait for the batches still under way and keep what they confirmed; their failures are
+    dropped (their results stay queued and go again). Cancelled, they are cancelled too."""
+    tasks = [post for _, post in under_way]
+    under_way.clear()
+    try:
+        answers = await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        for post in tasks:
+            post.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for answer in answers:
+        if isinstance(answer, Receipt):
+            with contextlib.suppress(CollectorRejected):
+                tally.confirm(outbox, answer)
 
 
 def _pack(
-    rows: list[tuple[str, bytes]], max_bytes: int, secrets: Sequence[str]
+    rows: list[Queued], max_bytes: int, secrets: Sequence[str]
 ) -> tuple[list[str], bytes, list[str]]:
     """The ids and body of the longest head of `rows` whose batch fits `max_bytes` (at least
     one row), or the rows that hold a secret and cannot be read to mask it."""
     unreadable: list[str] = []
     payloads: list[bytes] = []
-    for row_id, payload in rows:
+    for row_id, payload, _ in rows:
         clean = _masked(payload, secrets)
         if clean is None:
             unreadable.append(row_id)
@@ -177,7 +270,7 @@ def _pack(
     count = len(parts) // 2
     parts.append(tail)
     # One join, one copy: a batch of large polls is megabytes.
-    return [row_id for row_id, _ in rows[:count]], b"".join(parts), []
+    return [row.id for row in rows[:count]], b"".join(parts), []
 
 
 def _masked(payload: bytes, secrets: Sequence[str]) -> bytes | None:

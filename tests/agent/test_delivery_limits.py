@@ -22,15 +22,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import func, select
 
 from agent.daemon import OUTBOX_FILE, AgentDaemon
 from agent.errors import CollectorUnavailable
 from agent.outbox import Outbox
 from agent.settings import AgentSettings
-from agent.uploader import MAX_BODY_HEADER, deliver, retry_after_s
+from agent.uploader import IN_FLIGHT, MAX_BODY_HEADER, deliver, retry_after_s
 from agent.wire import InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api.limits import MAX_BODY_HEADER as COLLECTOR_HEADER
 from collector.server import RETRY_AFTER_S
+from collector.store.models import Measurement
 from tests.fixtures.collector import RunningCollector, StartCollector
 
 AGENT = str(Path(sys.executable).parent / "readynet-agent")
@@ -50,19 +52,27 @@ def _small(count: int) -> list[ThroughputTest]:
 
 
 class Counted:
-    """An httpx client to the collector that counts its requests."""
+    """An httpx client to the collector that counts its requests, and the most that were
+    waiting for their answers at once."""
 
     def __init__(self, url: str, token: str) -> None:
         self.requests = 0
+        self.waiting = 0
+        self.most_waiting = 0
 
-        async def count(request: httpx.Request) -> None:
+        async def sent(request: httpx.Request) -> None:
             self.requests += 1
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+
+        async def answered(response: httpx.Response) -> None:
+            self.waiting -= 1
 
         self.client = httpx.AsyncClient(
             base_url=url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
-            event_hooks={"request": [count]},
+            event_hooks={"request": [sent], "response": [answered]},
         )
 
 
@@ -177,6 +187,46 @@ async def test_a_result_the_collector_refuses_is_dead_lettered_with_the_reason(
         assert "interfaces.1.name: String should have at most 200 characters" in dead.reason
 
 
+async def test_a_backlog_goes_two_batches_at_a_time_and_arrives_once(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    """After one batch has gone through, the next is sent while the collector stores the one
+    before (IN_FLIGHT); every result is confirmed once and leaves the outbox."""
+    token = collector.enroll(collector.add_school())
+    results = [*_small(100), *(_poll(f"switch-{i}", 48) for i in range(100))]
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        outbox.add(results)
+        counted = Counted(collector.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=10)
+        assert (delivery.accepted, delivery.duplicates, delivery.remaining) == (200, 0, 0)
+        assert counted.requests == 20 and counted.most_waiting == IN_FLIGHT == 2
+    with collector.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Measurement)) == 200
+
+
+async def test_a_refused_result_in_a_batch_under_way_is_set_aside_and_the_rest_arrive(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    """A 422 while two batches are under way: delivery goes back to one batch at a time from
+    the head of the queue, sets the refused result aside, and then picks up speed again."""
+    token = collector.enroll(collector.add_school())
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add(_small(25))
+        bad = _invalid_row(path)
+        outbox.add(_small(24))
+        counted = Counted(collector.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=10)
+        assert (delivery.accepted, delivery.remaining, delivery.dead_lettered) == (49, 0, 1)
+        assert counted.most_waiting == 2
+        [dead] = outbox.dead_letters(limit=10)
+        assert (dead.id, dead.status) == (bad, 422)
+    with collector.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Measurement)) == 49
+
+
 @pytest.fixture
 def one_post_a_minute(start_collector: StartCollector) -> RunningCollector:
     """A collector that takes one result post a minute from each agent, then answers 429."""
@@ -202,8 +252,9 @@ async def test_429_with_retry_after_stops_delivery_and_the_daemon_waits(
         async with counted.client:
             with pytest.raises(CollectorUnavailable) as refused:
                 await deliver(outbox, client=counted.client, batch_size=1)
-        # The first batch was stored; the second was refused before its body was read.
-        assert len(outbox) == 2 and counted.requests == 2
+        # The first batch was stored; the two after it, under way together (IN_FLIGHT), were
+        # refused before their bodies were read.
+        assert len(outbox) == 2 and counted.requests == 1 + IN_FLIGHT == 3
     wait = refused.value.retry_after_s
     assert wait is not None and 55 <= wait <= 60
     assert "HTTP 429; retry after" in str(refused.value)

@@ -323,10 +323,14 @@ def test_a_batch_is_read_up_to_the_body_limit_as_bytes(tmp_path: Path) -> None:
         outbox.add(polls)
         batch = outbox.next_batch(limit=500, max_bytes=3 * size + size // 2)
         # Read until past the limit (the fourth), no further: the uploader sends three.
-        assert [i for i, _ in batch] == [str(p.id) for p in polls[:4]]
-        assert batch[0][1] == polls[0].model_dump_json().encode()
+        assert [row.id for row in batch] == [str(p.id) for p in polls[:4]]
+        assert batch[0].payload == polls[0].model_dump_json().encode()
         assert len(outbox.next_batch(limit=2, max_bytes=10**9)) == 2
         assert len(outbox.next_batch(limit=500, max_bytes=1)) == 1
+        # From a place in the queue on: what a batch already in flight holds is not read again.
+        after = outbox.next_batch(limit=3, max_bytes=10**9, after=batch[1].rowid)
+        assert [row.id for row in after] == [str(p.id) for p in polls[2:5]]
+        assert outbox.next_batch(limit=3, max_bytes=10**9, after=after[-1].rowid + 10**6) == []
 
 
 def test_removing_delivered_results_does_not_write_them_again(tmp_path: Path) -> None:
