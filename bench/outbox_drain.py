@@ -12,9 +12,10 @@ than the drain.)
   body limit the collector advertises, each removed once confirmed. Results/s is the outbox's
   results over the process's wall time, start-up included; the collector's count is checked.
 - **Reference, results/s:** the collector's own ingest of the same batches: the same rows in
-  the same 500-result bodies, posted one after the other by a bare httpx loop to another fresh
-  collector; only the time inside the posts counts. The ratio says how much of the collector's
-  ingest rate the agent keeps while it reads, packs and deletes.
+  the same 500-result bodies, built beforehand, posted by a bare httpx loop to another fresh
+  collector with as many under way at once as the uploader keeps (IN_FLIGHT, 2); from the
+  first post to the last answer. The ratio says how much of the collector's ingest rate the
+  agent keeps while it reads, packs and deletes.
 - **Reference, RSS:** the agent process's own RSS after its imports, before draining; ours is
   its peak (VmHWM) at exit.
 - **Targets** (issue 9): >= 5,000 results/s and peak RSS <= 80 MB.
@@ -30,6 +31,7 @@ here, so that run takes twice as long). Run alone with ``python -m bench.outbox_
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sqlite3
@@ -50,6 +52,7 @@ from sqlalchemy import func, select
 
 from agent import __version__
 from agent.outbox import Outbox
+from agent.uploader import IN_FLIGHT
 from agent.wire import (
     WIRE_VERSION,
     AnyMeasurement,
@@ -251,18 +254,30 @@ def _bodies(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def bare_ingest(url: str, token: str, path: Path) -> tuple[int, float]:
-    """The reference: every batch posted by a bare httpx loop; results and seconds in posts."""
+    """The reference: every batch posted by a bare httpx loop, as many under way at once as
+    the uploader keeps (IN_FLIGHT); results, and seconds from the first post to the last
+    answer. The bodies are built before the clock starts."""
+    bodies = list(_bodies(path))
+    return asyncio.run(_post_all(url, token, bodies))
+
+
+async def _post_all(url: str, token: str, bodies: list[tuple[int, bytes]]) -> tuple[int, float]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    waiting = iter(bodies)
     posted = 0
-    seconds = 0.0
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        for results, body in _bodies(path):
-            started = time.perf_counter()
-            answer = client.post("/api/v1/results", content=body)
-            seconds += time.perf_counter() - started
+
+    async def poster(client: httpx.AsyncClient) -> None:
+        nonlocal posted
+        for results, body in waiting:
+            answer = await client.post("/api/v1/results", content=body)
             if answer.status_code != 200 or len(answer.json()["accepted"]) != results:
                 raise BenchError(f"reference post: HTTP {answer.status_code}: {answer.text[:200]}")
             posted += results
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(poster(client) for _ in range(IN_FLIGHT)))
+        seconds = time.perf_counter() - started
     return posted, seconds
 
 
@@ -317,7 +332,8 @@ def measure_backend(
             raise BenchError(f"reference: {_stored(url)} of {count} stored")
     reference = posted / post_s
     say(
-        f"drain  {name}: bare httpx loop, {count // BATCH} posts: {post_s:.1f} s in posts, "
+        f"drain  {name}: bare httpx loop, {count // BATCH} posts, {IN_FLIGHT} at a time: "
+        f"{post_s:.1f} s, "
         f"{reference:,.0f} results/s"
     )
     with database() as url:

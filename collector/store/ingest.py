@@ -30,7 +30,7 @@ from agent.wire import (
     ThroughputTest,
 )
 from collector.store.bulk import insert_rows, reserve_ids
-from collector.store.interface_rows import pack_interfaces
+from collector.store.interface_rows import pack_interfaces, uplink_positions
 from collector.store.models import (
     AccessPointSample,
     Agent,
@@ -432,8 +432,8 @@ def _insert_polls(
         )
         for p in polls
         for poll_id in (poll_ids[p.id],)
-        for seq, i in enumerate(p.interfaces)
-        if i.role is not None
+        for seq in uplink_positions(p.interfaces)
+        for i in (p.interfaces[seq],)
     ]
     insert_rows(connection, _samples, _SAMPLE_COLUMNS, uplinks)
     aps = [

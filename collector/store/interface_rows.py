@@ -7,6 +7,9 @@ collector stores what it validated, and reads it back without validating again.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from itertools import compress, count
+from operator import attrgetter
 
 from pydantic import TypeAdapter
 
@@ -25,3 +28,13 @@ def pack_interfaces(interfaces: list[InterfaceCounters]) -> str:
 def unpack_interfaces(rows: str) -> list[InterfaceCounters]:
     # A row stored before a field was appended is shorter: the NamedTuple's default fills it.
     return [InterfaceCounters(*row) for row in json.loads(rows)]
+
+
+_role = attrgetter("role")
+
+
+def uplink_positions(interfaces: Sequence[InterfaceCounters]) -> list[int]:
+    """Positions of the rows with a role (the configured uplinks), in order. A pass in C: a
+    switch's poll has 48 rows and one or two uplinks, and a loop in Python over every row was
+    a tenth of the cost of storing it."""
+    return list(compress(count(), map(_role, interfaces)))

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Table, and_, select
 from agent.snmp.rates import CounterSample, NoRate, interface_rate
 from agent.wire import InterfaceCounters, SnmpPoll
 from collector.store.bulk import insert_rows
+from collector.store.interface_rows import uplink_positions
 from collector.store.models import Device, InterfaceRate, InterfaceSample, SnmpPollResult
 
 _rates = cast(Table, InterfaceRate.__table__)
@@ -66,8 +67,9 @@ def store_interface_rates(
         if before is not None and ordered_at <= before.ordered_at:
             continue
         current = _Counters(ordered_at, {})
-        for seq, interface in enumerate(poll.interfaces):
-            if interface.counter_bits is None or interface.role is None:
+        for seq in uplink_positions(poll.interfaces):
+            interface = poll.interfaces[seq]
+            if interface.counter_bits is None:
                 continue
             sample = _sample(interface, ordered_at, poll.sys_uptime_ticks)
             current.by_ifindex[interface.ifindex] = sample
