@@ -1,0 +1,58 @@
+"""The bulk path binds values exactly as SQLAlchemy would: the same text for the same time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, insert, select, text
+
+from collector.store.bulk import insert_rows
+from collector.store.db import make_engine
+from collector.store.migrate import upgrade_to_head
+from collector.store.models import Measurement, School
+
+TIMES = [
+    datetime(2026, 12, 4, 7, 25, 37, tzinfo=UTC),
+    datetime(2026, 12, 4, 7, 25, 37, 123456, tzinfo=UTC),
+    datetime(2026, 12, 4, 12, 55, 37, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=-8))),
+]
+
+
+def test_times_from_the_bulk_path_read_and_compare_as_sqlalchemys(sqlite_url: str) -> None:
+    upgrade_to_head(sqlite_url)
+    engine = make_engine(sqlite_url)
+    measurements = cast(Table, Measurement.__table__)
+    with engine.begin() as connection:
+        connection.execute(insert(School), [{"id": 1, "name": "L", "students": 1, "staff": 1}])
+        for n, at in enumerate(TIMES):
+            core = {"id": uuid.UUID(int=2 * n), "school_id": 1, "kind": "latency"}
+            connection.execute(
+                insert(measurements), [{**core, "measured_at": at, "received_at": at}]
+            )
+            insert_rows(
+                connection,
+                measurements,
+                ("id", "school_id", "kind", "measured_at", "received_at"),
+                [(uuid.UUID(int=2 * n + 1), 1, "latency", at, at)],
+            )
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT id, measured_at FROM measurements ORDER BY id")
+        ).all()
+        assert [row[1] for row in stored[0::2]] == [row[1] for row in stored[1::2]]
+        assert stored[2][1] == "2026-12-04 07:25:37.123456"
+        assert stored[4][1] == "2026-12-04 07:25:37.000005"
+        read = connection.scalars(select(Measurement.measured_at).order_by(Measurement.id))
+        assert list(read) == [at for at in TIMES for _ in range(2)]
+    with pytest.raises(ValueError, match="naive"), engine.begin() as connection:
+        insert_rows(
+            connection,
+            measurements,
+            ("id", "school_id", "kind", "measured_at", "received_at"),
+            [(uuid.uuid4(), 1, "latency", datetime(2026, 1, 1), datetime(2026, 1, 1))],
+        )
+    engine.dispose()
