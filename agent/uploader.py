@@ -192,7 +192,7 @@ async def _stream(
     one batch at a time from its head again. Any other failure is raised, likewise once the
     others are answered. Each batch's results leave the outbox only when its receipt says so.
     """
-    under_way: deque[tuple[list[str], asyncio.Task[Receipt]]] = deque()
+    under_way: deque[asyncio.Task[Receipt]] = deque()
     after = 0  # the queue position of the last result under way
     reading = True
     try:
@@ -206,27 +206,29 @@ async def _stream(
                     break
                 after = rows[len(ids) - 1].rowid
                 del rows
-                post = asyncio.create_task(_post(client, body, outbox, secrets))
-                under_way.append((ids, post))
+                under_way.append(asyncio.create_task(_post(client, body, outbox, secrets)))
                 del body  # the task holds it until it is sent
             if not under_way:
                 return
-            _, post = under_way.popleft()
             try:
-                receipt = await post
+                receipt = await under_way.popleft()
             except (_TooLarge, _Refused):
                 return
             tally.confirm(outbox, receipt)
+    except asyncio.CancelledError:
+        # Shutting down: the others go too (their results stay queued), rather than keep the
+        # daemon waiting for their answers.
+        for post in under_way:
+            post.cancel()
+        raise
     finally:
         await _settle(under_way, outbox, tally)
 
 
-async def _settle(
-    under_way: deque[tuple[list[str], asyncio.Task[Receipt]]], outbox: Outbox, tally: _Tally
-) -> None:
+async def _settle(under_way: deque[asyncio.Task[Receipt]], outbox: Outbox, tally: _Tally) -> None:
     """Wait for the batches still under way and keep what they confirmed; their failures are
     dropped (their results stay queued and go again). Cancelled, they are cancelled too."""
-    tasks = [post for _, post in under_way]
+    tasks = list(under_way)
     under_way.clear()
     try:
         answers = await asyncio.gather(*tasks, return_exceptions=True)
