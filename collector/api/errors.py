@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from agent.wire import InterfaceCounters
+from agent.wire import ROWS_AS_ARRAYS, ROWS_AS_OBJECTS, InterfaceCounters
 
 MALFORMED_JSON = "malformed JSON"
 INVALID_PAYLOAD = "invalid payload"
@@ -68,10 +68,47 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def field_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(p) for p in _named(tuple(err.get("loc", ())))], "msg": str(err.get("msg", ""))}
-        for err in errors
+    problems: list[dict[str, Any]] = []
+    for loc, msg in _one_row_form(list(errors)):
+        problem = {"loc": [str(p) for p in loc], "msg": msg}
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+# A row that is not an array, as the array branch of a poll's rows says so.
+_NOT_AN_ARRAY = {"tuple_type", "list_type"}
+
+
+def _one_row_form(errors: list[Mapping[str, Any]]) -> list[tuple[tuple[Any, ...], str]]:
+    """Each error's loc and message, a poll's interface rows told apart from the union that
+    validates them (`agent.wire._InterfaceRows`): a refused poll fails both branches. The array
+    branch's errors are kept unless all it said was that rows are not arrays; then the object
+    branch's. A position inside a row is given as the field it holds."""
+    split = [
+        (_row_form(tuple(e.get("loc", ()))), str(e.get("msg", "")), e.get("type")) for e in errors
     ]
+    arrays_wrong = {
+        base
+        for (base, form, rest), _, kind in split
+        if form == ROWS_AS_ARRAYS and not (len(rest) == 1 and kind in _NOT_AN_ARRAY)
+    }
+    kept = []
+    for (base, form, rest), msg, kind in split:
+        if form == ROWS_AS_ARRAYS and len(rest) == 1 and kind in _NOT_AN_ARRAY:
+            continue
+        if form == ROWS_AS_OBJECTS and base in arrays_wrong:
+            continue
+        kept.append((_named((*base, *rest)), msg))
+    return kept
+
+
+def _row_form(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None, tuple[Any, ...]]:
+    """(loc up to "interfaces", the rows' union branch, the rest), or (loc, None, ())."""
+    for i in range(len(loc) - 1):
+        if loc[i] == "interfaces" and loc[i + 1] in (ROWS_AS_ARRAYS, ROWS_AS_OBJECTS):
+            return loc[: i + 1], loc[i + 1], loc[i + 2 :]
+    return loc, None, ()
 
 
 def _named(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -10,14 +10,15 @@ import json
 from collections.abc import Sequence
 from itertools import compress, count
 from operator import attrgetter
+from typing import Any
 
 from pydantic import TypeAdapter
 
-from agent.wire import InterfaceCounters
+from agent.wire import INTERFACE_ROW, InterfaceCounters
 
-# pydantic-core's serializer: 20 us for a 48-port poll, half the json module's time. A list, as
-# the wire model holds them: a Sequence went through a Python-level serializer, twice as slow.
-_rows: TypeAdapter[list[InterfaceCounters]] = TypeAdapter(list[InterfaceCounters])
+# pydantic-core's serializer of plain tuples: 28 us for a 48-port poll, where the NamedTuple's
+# took 37 and the json module's 31-38.
+_rows: TypeAdapter[list[Any]] = TypeAdapter(list[INTERFACE_ROW])
 
 
 def pack_interfaces(interfaces: list[InterfaceCounters]) -> str:
