@@ -2,8 +2,8 @@
 uploader into a real collector on 127.0.0.1.
 
 The outbox holds a realistic mix in queue order: 90 % SNMP polls of 48-port switches (45
-switches polled every 5 minutes over a week, 64-bit counters, about 10 kB of JSON each), 5 %
-on-net throughput tests and 5 % latency tests; about 0.9 GB in all. (It is written straight
+switches polled every 5 minutes over a week, 64-bit counters, 4.4 kB of JSON each), 5 %
+on-net throughput tests and 5 % latency tests; about 0.4 GB in all. (It is written straight
 into the outbox's table, as `Outbox.add` would store it: building 100,000 models takes longer
 than the drain.)
 
