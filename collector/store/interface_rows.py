@@ -6,13 +6,13 @@ collector stores what it validated, and reads it back without validating again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from itertools import compress, count
 from operator import attrgetter
 from typing import Any
 
 from pydantic import TypeAdapter
+from pydantic_core import from_json
 
 from agent.wire import INTERFACE_ROW, InterfaceCounters
 
@@ -28,7 +28,7 @@ def pack_interfaces(interfaces: list[InterfaceCounters]) -> str:
 
 def unpack_interfaces(rows: str) -> list[InterfaceCounters]:
     # A row stored before a field was appended is shorter: the NamedTuple's default fills it.
-    return [InterfaceCounters(*row) for row in json.loads(rows)]
+    return [InterfaceCounters(*row) for row in from_json(rows)]
 
 
 _role = attrgetter("role")

