@@ -8,6 +8,7 @@ an enrolled agent with no series, and readiness that remembered every test ever 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from collector.metrics.detail import render_test_detail
 from collector.metrics.exposition import Exposition
 from collector.metrics.newest_cache import SchoolNewest, ScopeNewest
 from collector.store.classroom import issue_classroom_code
+from collector.store.latest import _busiest
 from collector.store.models import District, School
 from collector.store.newest import AgentBudget, NewestTest
 from tests.fixtures.collector import RunningCollector, run_collector
@@ -541,3 +543,23 @@ def test_the_detail_leaves_out_what_left_the_window() -> None:
     assert 'readynet_throughput_download_bits_per_second{school="Lincoln",path="onnet"}' in text
     assert "internet" not in text
     assert "readynet_agent_budget_bytes{" not in text
+
+
+def test_the_busiest_interfaces_are_uplinks_first_then_most_octets_ties_in_order() -> None:
+    def row(octets_in: int | None, octets_out: int | None, role: str | None = None) -> list[Any]:
+        return [1, "x", octets_in, octets_out, 64, 1000, None, 6, 1, 1, role]
+
+    rows = [
+        row(5, 5),  # 0: 10
+        row(None, None),  # 1: no counters, 0
+        row(1, 0, "wan"),  # 2: an uplink, 1
+        row(2**64 - 1, 0),  # 3: the largest Counter64
+        row(10, 0),  # 4: 10, ties with 0
+        row(0, 3, "internet"),  # 5: an uplink, 3
+    ]
+    assert _busiest(rows, 6) == [5, 2, 3, 0, 4, 1]
+    assert _busiest(rows, 1) == [5]
+    assert _busiest(rows, 4) == [5, 2, 3, 0]
+    assert _busiest(rows, 10) == [5, 2, 3, 0, 4, 1]
+    # A row stored before `role` was appended reads as no role.
+    assert _busiest([[1, "a", 1, 1], [2, "b", 5, 5]], 1) == [1]
