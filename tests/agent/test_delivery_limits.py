@@ -26,9 +26,9 @@ from sqlalchemy import func, select
 
 from agent.daemon import OUTBOX_FILE, AgentDaemon
 from agent.errors import CollectorUnavailable
-from agent.outbox import Outbox
+from agent.outbox import DeadLetter, Outbox
 from agent.settings import AgentSettings
-from agent.uploader import IN_FLIGHT, MAX_BODY_HEADER, deliver, retry_after_s
+from agent.uploader import IN_FLIGHT, MAX_BODY_HEADER, Delivery, deliver, retry_after_s
 from agent.wire import InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api.limits import MAX_BODY_HEADER as COLLECTOR_HEADER
 from collector.server import RETRY_AFTER_S
@@ -167,24 +167,35 @@ def _invalid_row(path: Path) -> str:
     return str(poll["id"])
 
 
+async def _deliver_around_a_refused_one(
+    collector: RunningCollector, path: Path, before: int, after: int, batch_size: int
+) -> tuple[Delivery, Counted, DeadLetter]:
+    """`before` good results, one the wire refuses, `after` good ones: delivered, and the one
+    set aside with the reason."""
+    token = collector.enroll(collector.add_school())
+    with Outbox(path) as outbox:
+        outbox.add(_small(before))
+        bad = _invalid_row(path)
+        outbox.add(_small(after))
+        counted = Counted(collector.url, token)
+        async with counted.client:
+            delivery = await deliver(outbox, client=counted.client, batch_size=batch_size)
+        [dead] = outbox.dead_letters(limit=10)
+    assert (delivery.remaining, delivery.dead_lettered) == (0, 1)
+    assert (dead.id, dead.status) == (bad, 422)
+    return delivery, counted, dead
+
+
 async def test_a_result_the_collector_refuses_is_dead_lettered_with_the_reason(
     collector: RunningCollector, tmp_path: Path
 ) -> None:
-    token = collector.enroll(collector.add_school())
-    path = tmp_path / "outbox.sqlite3"
-    with Outbox(path) as outbox:
-        outbox.add(_small(3))
-        bad = _invalid_row(path)
-        outbox.add(_small(3))
-        counted = Counted(collector.url, token)
-        async with counted.client:
-            delivery = await deliver(outbox, client=counted.client, batch_size=500)
-        assert (delivery.accepted, delivery.remaining, delivery.dead_lettered) == (6, 0, 1)
-        assert counted.requests == 2  # refused naming it, then the rest without it
-        [dead] = outbox.dead_letters(limit=10)
-        assert (dead.id, dead.status) == (bad, 422)
-        assert dead.reason.startswith("invalid payload: ")
-        assert "interfaces.1.name: String should have at most 200 characters" in dead.reason
+    delivery, counted, dead = await _deliver_around_a_refused_one(
+        collector, tmp_path / "outbox.sqlite3", 3, 3, batch_size=500
+    )
+    assert delivery.accepted == 6
+    assert counted.requests == 2  # refused naming it, then the rest without it
+    assert dead.reason.startswith("invalid payload: ")
+    assert "interfaces.1.name: String should have at most 200 characters" in dead.reason
 
 
 async def test_a_backlog_goes_two_batches_at_a_time_and_arrives_once(
@@ -245,19 +256,10 @@ async def test_a_refused_result_in_a_batch_under_way_is_set_aside_and_the_rest_a
 ) -> None:
     """A 422 while two batches are under way: delivery goes back to one batch at a time from
     the head of the queue, sets the refused result aside, and then picks up speed again."""
-    token = collector.enroll(collector.add_school())
-    path = tmp_path / "outbox.sqlite3"
-    with Outbox(path) as outbox:
-        outbox.add(_small(25))
-        bad = _invalid_row(path)
-        outbox.add(_small(24))
-        counted = Counted(collector.url, token)
-        async with counted.client:
-            delivery = await deliver(outbox, client=counted.client, batch_size=10)
-        assert (delivery.accepted, delivery.remaining, delivery.dead_lettered) == (49, 0, 1)
-        assert counted.most_waiting == 2
-        [dead] = outbox.dead_letters(limit=10)
-        assert (dead.id, dead.status) == (bad, 422)
+    delivery, counted, _ = await _deliver_around_a_refused_one(
+        collector, tmp_path / "outbox.sqlite3", 25, 24, batch_size=10
+    )
+    assert delivery.accepted == 49 and counted.most_waiting == 2
     with collector.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Measurement)) == 49
 
