@@ -20,6 +20,7 @@ from collector.store.models import (
     InterfaceRate,
     InterfaceSample,
     Measurement,
+    PollInterfaces,
     RollupState,
     SnmpPollResult,
     ThroughputResult,
@@ -255,6 +256,7 @@ def test_retention_deletes_only_old_rolled_up_results_in_chunks(fleet: Fleet) ->
     fleet.roll_up(retention_days=0)  # rolled up, nothing deleted
     with fleet.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Measurement)) == 12
+        assert session.scalar(select(func.count()).select_from(PollInterfaces)) == 3
         # Pretend the daily rollups are 4 days behind: results after that must stay.
         state = session.get(RollupState, "rollups")
         assert state is not None
@@ -274,7 +276,7 @@ def test_retention_deletes_only_old_rolled_up_results_in_chunks(fleet: Fleet) ->
         assert len(kept) == 4 and min(kept) >= today - timedelta(days=4)
         # The children went with them.
         assert session.scalar(select(func.count()).select_from(ThroughputResult)) == 4
-        for table in (SnmpPollResult, InterfaceSample, InterfaceRate):
+        for table in (SnmpPollResult, PollInterfaces, InterfaceSample, InterfaceRate):
             assert session.scalar(select(func.count()).select_from(table)) == 0
         # The rollups stay.
         assert session.scalar(
