@@ -68,11 +68,16 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def field_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # Once each (both row branches may say the same of the list itself), in a set: a body of
+    # 10,000 refused rows is tens of thousands of errors, and a search of the list per error
+    # was quadratic.
+    seen: set[tuple[tuple[str, ...], str]] = set()
     problems: list[dict[str, Any]] = []
     for loc, msg in _one_row_form(list(errors)):
-        problem = {"loc": [str(p) for p in loc], "msg": msg}
-        if problem not in problems:
-            problems.append(problem)
+        key = (tuple(str(p) for p in loc), msg)
+        if key not in seen:
+            seen.add(key)
+            problems.append({"loc": list(key[0]), "msg": msg})
     return problems
 
 
