@@ -151,31 +151,26 @@ def latest_interfaces(
         rows = from_json(packed)
         chosen = range(len(rows)) if per_device is None else sorted(_busiest(rows, per_device))
         for seq in chosen:
-            row = rows[seq]
+            # As `unpack_interfaces` reads a row, for the chosen ones only.
+            i = InterfaceCounters(*rows[seq])
             states.append(
                 InterfaceState(
                     school,
                     device,
-                    row[_IFINDEX],
-                    row[_NAME],
-                    row[_IN],
-                    row[_OUT],
-                    row[_SPEED],
-                    _at(row, _OPER),
-                    _at(row, _ROLE),
+                    i.ifindex,
+                    i.name,
+                    i.octets_in,
+                    i.octets_out,
+                    i.speed_mbps,
+                    i.oper_status,
+                    i.role,
                 )
             )
     return states
 
 
-_FIELD = {name: i for i, name in enumerate(InterfaceCounters._fields)}
-_IFINDEX, _NAME, _IN, _OUT = (
-    _FIELD["ifindex"],
-    _FIELD["name"],
-    _FIELD["octets_in"],
-    _FIELD["octets_out"],
-)
-_SPEED, _OPER, _ROLE = _FIELD["speed_mbps"], _FIELD["oper_status"], _FIELD["role"]
+# Where `_busiest` finds what it ranks by in a packed row.
+_IN, _OUT, _ROLE = (InterfaceCounters._fields.index(f) for f in ("octets_in", "octets_out", "role"))
 
 
 def _at(row: list[Any], position: int) -> Any:
