@@ -6,9 +6,9 @@ the readiness engine's peak figures are built on; the maths (wraps, reboots, dis
 
 Only rows with a role (the school's internet uplink, its WAN link) get a rate: those are what the
 readiness answer and the rollups read. Every other port's counters are stored as they came
-(`interface_samples`) and Prometheus takes their rates from the scrape. Rates for all 48 ports of
-an access switch were two thirds of storing its poll, written and never read (issue 9's backlog
-drain).
+(packed with the poll's, `poll_interfaces`) and Prometheus takes their rates from the scrape.
+Rates for all 48 ports of an access switch were two thirds of storing its poll, written and
+never read (issue 9's backlog drain).
 
 The previous poll is the device's newest successful one (`Device.last_ok_poll_id`, or an earlier
 poll of the same transaction). A poll that arrives late, older than that one, gets no rates: the
