@@ -287,8 +287,12 @@ async def test_the_first_round_after_install_runs_at_once(
 ) -> None:
     token = collector.enroll(collector.add_school(), name="pi-1")
     now = datetime.now(UTC)
-    # A school day that is hours away: only the first round may run now.
+    # A school day that is hours away: only the first round may run now. Between 20:00 and
+    # 21:00 UTC three hours on is 23:00-00:00, which ends before it starts: take an hour of
+    # the afternoon, four hours back, instead.
     later = now + timedelta(hours=3)
+    if later.hour == 23:
+        later = now - timedelta(hours=4)
     schedule = {
         "school_day": {
             "timezone": "UTC",
