@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError
 from agent.wire import Batch, InterfaceCounters, SnmpPoll
 from collector.store.db import make_engine, make_session_factory
 from collector.store.ingest import add_batch
-from collector.store.interface_rows import unpack_interfaces
+from collector.store.interface_rows import pack_interfaces, unpack_interfaces
 from collector.store.latest import Scope, device_states, latest_interfaces
 from collector.store.migrate import alembic_config, is_at_head, upgrade_to_head
 from collector.store.models import (
@@ -176,7 +176,7 @@ def test_upgrade_from_0001_keeps_polls_and_passes_2_31(database_url: str) -> Non
     engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
 
 
 @pytest.mark.parametrize("start", REVISIONS[:-1])
@@ -355,4 +355,75 @@ def test_0010_packs_every_interface_and_unpacks_on_the_way_down(database_url: st
     upgrade_to_head(database_url)
     with sessions() as session:
         assert unpack_interfaces(session.scalars(select(PollInterfaces.rows)).one()) == rows
+    engine.dispose()
+
+
+def test_0011_compresses_packed_interfaces_with_lz4_on_postgresql(postgres_url: str) -> None:
+    """New packed rows are stored lz4-compressed after 0011 and pglz-compressed after going
+    back down to 0010 (PostgreSQL compresses a value over 2 kB: a 48-port poll's rows)."""
+    rows = [
+        InterfaceCounters(i, f"GigabitEthernet1/0/{i}", 10**12 + i, 10**11, 64) for i in range(48)
+    ]
+    upgrade_to_head(postgres_url)
+    engine = make_engine(postgres_url)
+
+    def stored_with() -> tuple[str, str]:
+        with engine.begin() as connection:
+            poll_id = connection.scalar(text("SELECT count(*) FROM poll_interfaces")) + 1
+            connection.execute(
+                insert(School),
+                [{"id": poll_id, "name": f"s{poll_id}", "students": 450, "staff": 50}],
+            )
+            connection.execute(
+                insert(Device), [{"id": poll_id, "school_id": poll_id, "name": "core"}]
+            )
+            measurement = uuid.uuid4()
+            connection.execute(
+                insert(Measurement),
+                [
+                    {
+                        "id": measurement,
+                        "school_id": poll_id,
+                        "kind": "snmp_poll",
+                        "measured_at": NOW,
+                        "received_at": NOW,
+                    }
+                ],
+            )
+            connection.execute(
+                insert(SnmpPollResult),
+                [
+                    {
+                        "poll_id": poll_id,
+                        "measurement_id": measurement,
+                        "device_id": poll_id,
+                        "address": "127.0.0.1:161",
+                        "ordered_at": NOW,
+                    }
+                ],
+            )
+            connection.execute(
+                insert(PollInterfaces),
+                [{"poll_id": poll_id, "interface_count": 48, "rows": pack_interfaces(rows)}],
+            )
+            setting = connection.scalar(
+                text(
+                    "SELECT attcompression FROM pg_attribute"
+                    " WHERE attrelid = 'poll_interfaces'::regclass AND attname = 'rows'"
+                )
+            )
+            used = connection.scalar(
+                text("SELECT pg_column_compression(rows) FROM poll_interfaces WHERE poll_id = :p"),
+                {"p": poll_id},
+            )
+        return setting, used
+
+    assert stored_with() == ("l", "lz4")
+    command.downgrade(alembic_config(postgres_url), "0010")
+    assert stored_with() == ("p", "pglz")
+    upgrade_to_head(postgres_url)
+    assert stored_with() == ("l", "lz4")
+    with make_session_factory(engine)() as session:
+        stored = session.scalars(select(PollInterfaces.rows).order_by(PollInterfaces.poll_id))
+        assert [unpack_interfaces(r) for r in stored] == [rows, rows, rows]
     engine.dispose()
