@@ -56,3 +56,19 @@ def test_times_from_the_bulk_path_read_and_compare_as_sqlalchemys(sqlite_url: st
             [(uuid.uuid4(), 1, "latency", datetime(2026, 1, 1), datetime(2026, 1, 1))],
         )
     engine.dispose()
+
+
+def test_remembered_times_depend_on_the_instant_alone() -> None:
+    """The bulk path remembers each instant's text: the same instant in another zone gets the
+    same text, and a naive time is refused every time, never remembered."""
+    from collector.store.bulk import _sqlite_utc_text
+
+    india = timezone(timedelta(hours=5, minutes=30))
+    at = datetime(2026, 12, 4, 7, 25, 37, 5, tzinfo=UTC)
+    assert _sqlite_utc_text(at) == "2026-12-04 07:25:37.000005"
+    assert _sqlite_utc_text(at.astimezone(india)) == "2026-12-04 07:25:37.000005"
+    assert _sqlite_utc_text(at + timedelta(microseconds=1)) == "2026-12-04 07:25:37.000006"
+    assert _sqlite_utc_text(None) is None
+    for _ in range(2):
+        with pytest.raises(ValueError, match="naive"):
+            _sqlite_utc_text(datetime(2026, 12, 4, 7, 25, 37))
