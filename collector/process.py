@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 # Python's own 5 ms, set here so that it is a decision: the event loop shares the GIL with the
 # store's worker threads, and at 1 ms they handed it over five times as often. Draining large
-# poll batches (bench.outbox_drain) went 8 % faster at 5 ms; /healthz under 1,000 connections
-# (bench.load) answered within 100-150 ms instead of 15-170 ms, far inside its 1 s target.
+# poll batches (bench.outbox_drain) went 8 % faster at 5 ms; /healthz's slowest answer under
+# 8-1,000 connections (bench.load) went from 11-221 ms to 66-288 ms, inside its 1 s target.
 SWITCH_INTERVAL_S = 0.005
 # Collect the youngest generation every 100,000 allocations instead of 700, and the older ones
 # 5x less often: a batch allocates tens of thousands of objects that all survive until stored
