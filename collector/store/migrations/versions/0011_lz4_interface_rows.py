@@ -8,7 +8,8 @@ A 48-port poll's packed interfaces are about 4 kB of JSON, over PostgreSQL's 2 k
 every one is compressed as it is stored. With lz4 instead of pglz, the default, the server
 inserts such rows 2-2.7x faster (30,000 rows: 14,000 a second with pglz, 30,000-38,500 with
 lz4) for a fifth more space, and reads them back faster too; draining a backlog of polls, the
-server's CPU per result fell from 127-128 to 101-105 us. Rows already stored keep their compression until rewritten.
+server's CPU per result fell from 127-128 to 101-105 us. Rows already stored keep their
+compression until rewritten.
 
 A server built without lz4 refuses the setting: the column then stays with pglz, as before.
 SQLite does not compress.
