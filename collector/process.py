@@ -11,11 +11,11 @@ import resource
 import sys
 from dataclasses import dataclass
 
-# Python's own 5 ms, set here so that it is a decision: the event loop shares the GIL with the
-# store's worker threads, and at 1 ms they handed it over five times as often. Draining large
-# poll batches (bench.outbox_drain) went 8 % faster at 5 ms; /healthz's slowest answer under
-# 8-1,000 connections (bench.load) went from 11-221 ms to 66-288 ms, inside its 1 s target.
-SWITCH_INTERVAL_S = 0.005
+# The event loop shares the GIL with the store's worker threads: a shorter switch interval lets
+# it answer (e.g. /healthz) between their slices instead of after 5 ms ones. Python's own 5 ms
+# drained a backlog of large polls 8 % faster, but under 1,000 connections (test_load) the loop
+# then fed the store too slowly: 0.69-0.74x the throughput of 8 connections, against 0.8.
+SWITCH_INTERVAL_S = 0.001
 # Collect the youngest generation every 100,000 allocations instead of 700, and the older ones
 # 5x less often: a batch allocates tens of thousands of objects that all survive until stored
 # (a 500-poll batch of 48-port switches: 24,000 interface rows), and each collection re-scans
