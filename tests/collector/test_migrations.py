@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, select, text, update
+from sqlalchemy import Connection, Engine, insert, inspect, select, text, update
 from sqlalchemy.exc import DataError
 
 from agent.wire import Batch, InterfaceCounters, SnmpPoll
@@ -259,6 +259,40 @@ def test_sqlite_times_from_the_bulk_path_are_rewritten(sqlite_url: str) -> None:
     engine.dispose()
 
 
+def _a_school_with_a_poll(connection: Connection, key: int) -> None:
+    """School, device and poll `key` (the same number for all three): a poll row to hang
+    interfaces on, written column by column so that it fits the schema from 0009 on."""
+    connection.execute(
+        insert(School), [{"id": key, "name": f"School {key}", "students": 450, "staff": 50}]
+    )
+    connection.execute(insert(Device), [{"id": key, "school_id": key, "name": "core"}])
+    measurement = uuid.uuid4()
+    connection.execute(
+        insert(Measurement),
+        [
+            {
+                "id": measurement,
+                "school_id": key,
+                "kind": "snmp_poll",
+                "measured_at": NOW,
+                "received_at": NOW,
+            }
+        ],
+    )
+    connection.execute(
+        insert(SnmpPollResult),
+        [
+            {
+                "poll_id": key,
+                "measurement_id": measurement,
+                "device_id": key,
+                "address": "127.0.0.1:161",
+                "ordered_at": NOW,
+            }
+        ],
+    )
+
+
 def test_0010_packs_every_interface_and_unpacks_on_the_way_down(database_url: str) -> None:
     """0010 packs each poll's interface rows into one (counters exact past 2**63, a row
     without counters, a duplicate ifIndex), keeps the uplink's row and rate and drops the
@@ -277,35 +311,7 @@ def test_0010_packs_every_interface_and_unpacks_on_the_way_down(database_url: st
         for seq, row in enumerate(rows)
     ]
     with engine.begin() as connection:
-        connection.execute(
-            insert(School), [{"id": 1, "name": "Lincoln", "students": 450, "staff": 50}]
-        )
-        connection.execute(insert(Device), [{"id": 1, "school_id": 1, "name": "core"}])
-        measurement = uuid.uuid4()
-        connection.execute(
-            insert(Measurement),
-            [
-                {
-                    "id": measurement,
-                    "school_id": 1,
-                    "kind": "snmp_poll",
-                    "measured_at": NOW,
-                    "received_at": NOW,
-                }
-            ],
-        )
-        connection.execute(
-            insert(SnmpPollResult),
-            [
-                {
-                    "poll_id": 1,
-                    "measurement_id": measurement,
-                    "device_id": 1,
-                    "address": "127.0.0.1:161",
-                    "ordered_at": NOW,
-                }
-            ],
-        )
+        _a_school_with_a_poll(connection, 1)
         connection.execute(
             update(Device).values(
                 last_poll_id=1, last_poll_at=NOW, last_ok_poll_id=1, last_ok_at=NOW
@@ -370,38 +376,7 @@ def test_0011_compresses_packed_interfaces_with_lz4_on_postgresql(postgres_url: 
     def stored_with() -> tuple[str, str]:
         with engine.begin() as connection:
             poll_id = connection.scalar(text("SELECT count(*) FROM poll_interfaces")) + 1
-            connection.execute(
-                insert(School),
-                [{"id": poll_id, "name": f"s{poll_id}", "students": 450, "staff": 50}],
-            )
-            connection.execute(
-                insert(Device), [{"id": poll_id, "school_id": poll_id, "name": "core"}]
-            )
-            measurement = uuid.uuid4()
-            connection.execute(
-                insert(Measurement),
-                [
-                    {
-                        "id": measurement,
-                        "school_id": poll_id,
-                        "kind": "snmp_poll",
-                        "measured_at": NOW,
-                        "received_at": NOW,
-                    }
-                ],
-            )
-            connection.execute(
-                insert(SnmpPollResult),
-                [
-                    {
-                        "poll_id": poll_id,
-                        "measurement_id": measurement,
-                        "device_id": poll_id,
-                        "address": "127.0.0.1:161",
-                        "ordered_at": NOW,
-                    }
-                ],
-            )
+            _a_school_with_a_poll(connection, poll_id)
             connection.execute(
                 insert(PollInterfaces),
                 [{"poll_id": poll_id, "interface_count": 48, "rows": pack_interfaces(rows)}],
