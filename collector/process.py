@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 # The event loop shares the GIL with the store's worker threads: a shorter switch interval lets
 # it answer (e.g. /healthz) between their slices instead of after 5 ms ones. Python's own 5 ms
-# drained a backlog of large polls 8 % faster, but under 1,000 connections (test_load) the loop
-# then fed the store too slowly: 0.69-0.74x the throughput of 8 connections, against 0.8.
+# drained a backlog of large polls 8 % faster, but under 1,000 connections (test_load, in CI on
+# PostgreSQL) the loop then fed the store too slowly: 0.69x the throughput of 8, against 0.8.
 SWITCH_INTERVAL_S = 0.001
 # Collect the youngest generation every 100,000 allocations instead of 700, and the older ones
 # 5x less often: a batch allocates tens of thousands of objects that all survive until stored
