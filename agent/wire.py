@@ -257,8 +257,7 @@ class InterfaceCounters(NamedTuple):
         return None if self.oper_status is None else self.oper_status == 1
 
 
-# InterfaceCounters' fields as a plain tuple type: what a row sent as an array is validated as,
-# and what the collector packs stored rows with (a tuple serialiser: a quarter faster).
+# InterfaceCounters' fields as a plain tuple type: what a row sent as an array is validated as.
 INTERFACE_ROW: Any = tuple.__class_getitem__(
     tuple(
         get_type_hints(InterfaceCounters, include_extras=True)[f] for f in InterfaceCounters._fields

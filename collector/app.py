@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 
 from collector import __version__
@@ -16,7 +17,7 @@ from collector.api.classroom_access import CodeCache, classroom_limits, hide_cod
 from collector.api.docs import install_docs
 from collector.api.errors import install_error_handlers
 from collector.api.gate import StoreGate
-from collector.api.group_commit import GroupCommit
+from collector.api.group_commit import GroupCommit, GroupStore, ThreadStore
 from collector.api.limits import BodySizeLimit
 from collector.api.methods import answer_other_methods
 from collector.api.openapi import with_wire_schemas
@@ -37,6 +38,7 @@ from collector.api.routes import (
     speedtest,
 )
 from collector.api.speedtest_limits import SpeedtestLimiter
+from collector.api.store_processes import ProcessStore
 from collector.api.tokens import TokenCache
 from collector.jobs import PeriodicJob
 from collector.metrics.scrape import ScrapeRenderer
@@ -58,6 +60,19 @@ class SchemaNotMigrated(RuntimeError):
     pass
 
 
+def _group_store(settings: CollectorSettings, gate: StoreGate, dialect: str) -> GroupStore:
+    """Where result posts are parsed and stored: helper processes, or this process's threads."""
+    # SQLite has one writer at a time: writes take turns, parsing need not.
+    serialize_writes = dialect == "sqlite"
+    if settings.store_processes == 0:
+        return ThreadStore(gate, serialize_writes=serialize_writes)
+    return ProcessStore(
+        settings.database_url,
+        processes=settings.store_processes,
+        serialize_writes=serialize_writes,
+    )
+
+
 def create_app(settings: CollectorSettings) -> FastAPI:
     """Build the app for `settings`; its lifespan checks the schema and owns the engine."""
     engine = make_engine(settings.database_url, workers=settings.store_workers())
@@ -77,6 +92,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         if not await app.state.rollup_job.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
             logger.warning("the rollup job still holds a database connection; disposing anyway")
         job_engine.dispose()
+        if isinstance(app.state.group_store, ProcessStore):
+            await anyio.to_thread.run_sync(app.state.group_store.close)
         # The cancel abandons a refresh in flight; its connection must be back before the pool
         # is disposed, or it returns to the discarded pool and is left open.
         if not await app.state.board_keeper.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
@@ -100,9 +117,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.gate = StoreGate(app.state.session_factory, workers=settings.store_workers())
     app.state.tokens = TokenCache(ttl_s=settings.agent_token_cache_s)
-    app.state.group_commit = GroupCommit(
-        app.state.gate, serialize_writes=engine.dialect.name == "sqlite"
-    )
+    app.state.group_store = _group_store(settings, app.state.gate, engine.dialect.name)
+    app.state.group_commit = GroupCommit(app.state.gate, app.state.group_store)
     # One reserved connection each for /readyz and /metrics (store.db.RESERVED_CONNECTIONS).
     app.state.ready_limiter = anyio.CapacityLimiter(1)
     app.state.target_profile = load_profile(settings.target_profile)

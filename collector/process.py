@@ -1,7 +1,9 @@
 """Process-wide settings of the collector: interpreter scheduling, garbage collection, files.
 
 One process serves HTTP on its event loop and runs the store's work in threads, all under one
-GIL; these settings keep that process responsive under load. `serve` applies them once at start.
+GIL (result posts are parsed and stored in helper processes, `collector.api.store_processes`,
+which take the same garbage-collection settings); these settings keep that process responsive
+under load. `serve` applies them once at start.
 """
 
 from __future__ import annotations

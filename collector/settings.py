@@ -31,6 +31,11 @@ class CollectorSettings(BaseSettings):
             return self.db_workers
         return 2 if self.database_url.startswith("sqlite") else 8
 
+    # Helper processes that parse and store result posts, each a whole group at a time, so that
+    # parsing runs on other cores than the one serving HTTP (collector/api/store_processes.py).
+    # 0: in this process's store threads, under its one GIL (about 4,500 results/s at most).
+    store_processes: int = Field(default=2, ge=0, le=64)
+
     # Requests inside the application at once; later ones wait outside, in arrival order, at
     # no cost (health, readiness and metrics are never held back).
     admitted_requests: int = Field(default=32, ge=1, le=10_000)

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from agent.wire import ROWS_AS_ARRAYS, ROWS_AS_OBJECTS, InterfaceCounters
+from agent.wire import ROWS_AS_ARRAYS, ROWS_AS_OBJECTS, WIRE_VERSION, InterfaceCounters
 
 MALFORMED_JSON = "malformed JSON"
 INVALID_PAYLOAD = "invalid payload"
@@ -26,6 +26,7 @@ UNKNOWN_SCHOOL = "unknown school"
 UNKNOWN_DISTRICT = "unknown district"
 UNSUPPORTED_ENCODING = "unsupported content encoding: send the body uncompressed"
 DATABASE_UNAVAILABLE = "database unavailable"
+STORE_RESTARTED = "the collector's store restarted while storing this batch: send it again"
 # People (collector/api/auth.py, routes/people.py): every read needs a user's token or session.
 NOT_SIGNED_IN = "a user's API token is needed (readynet-collector token create)"
 NOT_ALLOWED = "this user's role or scope does not allow it"
@@ -133,12 +134,47 @@ def _named(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def payload_error(exc: ValidationError) -> JSONResponse:
     """400 for JSON that does not parse, 422 naming each bad field for anything else."""
+    return JSONResponse(*reversed(_payload_problem(exc)))
+
+
+def _payload_problem(exc: ValidationError) -> tuple[int, dict[str, Any]]:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
-        return JSONResponse({"detail": MALFORMED_JSON}, status_code=400)
+        return 400, {"detail": MALFORMED_JSON}
+    return 422, {"detail": INVALID_PAYLOAD, "errors": field_problems(errors)}
+
+
+# Seconds an agent waits before sending a batch again that the store lost (STORE_RESTARTED).
+STORE_RETRY_AFTER_S = 2
+
+
+def store_restarted() -> JSONResponse:
+    """503 for a post whose group the store lost: the same batch is to be sent again."""
     return JSONResponse(
-        {"detail": INVALID_PAYLOAD, "errors": field_problems(errors)}, status_code=422
+        {"detail": STORE_RESTARTED},
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
     )
+
+
+# Batch versions this collector reads (agent.wire.Batch.wire_version).
+ACCEPTED_WIRE_VERSIONS = (1, WIRE_VERSION)
+
+
+def batch_problem(exc: ValidationError) -> tuple[int, dict[str, Any]]:
+    """Status and body for a result batch that did not validate: as `payload_error`, except
+    that a batch of a wire version this collector does not read (an agent newer than its
+    collector) is told which versions it does."""
+    for err in exc.errors(include_url=False, include_input=False):
+        if tuple(err["loc"]) == ("wire_version",):
+            accepted = ", ".join(str(v) for v in ACCEPTED_WIRE_VERSIONS)
+            problem = {
+                "loc": ["wire_version"],
+                "msg": f"unknown wire_version: this collector accepts {accepted}; "
+                "upgrade the collector or use an agent that speaks one of these",
+            }
+            return 422, {"detail": INVALID_PAYLOAD, "errors": [problem]}
+    return _payload_problem(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

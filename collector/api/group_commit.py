@@ -10,10 +10,14 @@ per-statement setup are shared, so throughput holds up with load instead of fall
 A post whose client has gone by the time its group is formed is skipped: the agent will send the
 same ids again, which is harmless.
 
+Where a group is parsed and stored is the `GroupStore`'s business: in this process's store
+threads (`ThreadStore`), or in helper processes (`collector.api.store_processes`), which parse
+on other cores than the one serving HTTP.
+
 SQLite has one writer at a time, and a second writer waits in SQLite's busy handler, which
-sleeps in steps of milliseconds. So on SQLite (`serialize_writes`) groups take a lock here to
-write, but parse before it: one group's batch is parsed while another's rows are being written
-(the sqlite3 module lets go of the GIL inside SQLite), about a tenth more posts a second.
+sleeps in steps of milliseconds. So on SQLite groups take a lock to write, but parse before it:
+one group's batch is parsed while another's rows are being written, about a tenth more posts a
+second.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from agent.wire import Batch, Receipt
+from collector.api.errors import batch_problem
 from collector.api.gate import ClientGone, StoreGate
 from collector.store.ingest import Delivery, add_batches
 
@@ -37,7 +43,57 @@ from collector.store.ingest import Delivery, add_batches
 MAX_GROUP_POSTS = 32
 MAX_GROUP_BYTES = 2_000_000
 
-Outcome = Receipt | ValidationError
+
+class StoreRestarted(Exception):
+    """The store lost this group (a store process died): nothing of it was committed, or all
+    of it was; either way the sender is to send the same batch again (answered 503)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A body that is not a valid batch: the HTTP answer, worked out where it was parsed."""
+
+    status_code: int
+    content: dict[str, Any]
+
+
+Outcome = Receipt | Refusal
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """What storing a post needs: plain data, so that another process can store it."""
+
+    # None: a classroom test, taken in a browser with the school's classroom code.
+    agent_id: int | None
+    school_id: int
+    body: bytes
+
+
+class GroupStore(Protocol):
+    """Parses and stores one group of posts, one outcome each, in order."""
+
+    # Groups this store works on at once (None: as many as the gate lets through).
+    concurrency: int | None
+
+    async def store(self, parcels: Sequence[Parcel]) -> list[Outcome]: ...
+
+
+class ThreadStore:
+    """Groups parsed and stored in this process, on the gate's worker threads."""
+
+    concurrency: int | None = None
+
+    def __init__(self, gate: StoreGate, *, serialize_writes: bool = False) -> None:
+        self._gate = gate
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if serialize_writes else nullcontext()
+        )
+
+    async def store(self, parcels: Sequence[Parcel]) -> list[Outcome]:
+        return await self._gate.in_thread(
+            lambda session: parse_and_store(session, parcels, self._write_lock)
+        )
 
 
 @dataclass(eq=False)
@@ -54,13 +110,17 @@ class Post:
 
 
 class GroupCommit:
-    """Stores result posts through `gate`, grouping those that wait at the same time."""
+    """Stores result posts through `gate` and `store`, grouping those that wait at the same
+    time."""
 
-    def __init__(self, gate: StoreGate, *, serialize_writes: bool = False) -> None:
+    def __init__(self, gate: StoreGate, store: GroupStore) -> None:
         self._gate = gate
+        self._store = store
         self._ready: deque[Post] = deque()
-        self._write_lock: AbstractContextManager[object] = (
-            threading.Lock() if serialize_writes else nullcontext()
+        # Groups formed at once: no more than the store works on, so that posts arriving
+        # meanwhile join the next group instead of waiting in a queue of small ones.
+        self._slots = (
+            asyncio.Semaphore(store.concurrency) if store.concurrency is not None else None
         )
 
     async def store(self, post: Post) -> Outcome:
@@ -78,13 +138,17 @@ class GroupCommit:
 
     async def _serve_until_answered(self, post: Post) -> None:
         while not post.answer.done():
-            group = await self._take_group()
-            if not group:
+            async with self._slots or nullcontext():
+                group = [] if post.answer.done() else await self._take_group()
+                if group:
+                    # Shielded: should this request be cancelled, the others' answers still
+                    # come.
+                    await asyncio.shield(asyncio.ensure_future(self._store_group(group)))
+                    continue
+            if not post.answer.done():
                 # Ours is in a group another turn is storing right now.
                 await asyncio.shield(post.answer)
-                return
-            # Shielded: should this request be cancelled, the others' answers still come.
-            await asyncio.shield(asyncio.ensure_future(self._store_group(group)))
+            return
 
     async def _take_group(self) -> list[Post]:
         group: list[Post] = []
@@ -102,10 +166,9 @@ class GroupCommit:
         return group
 
     async def _store_group(self, group: list[Post]) -> None:
+        parcels = [Parcel(p.agent_id, p.school_id, p.body) for p in group]
         try:
-            outcomes = await self._gate.in_thread(
-                lambda session: _parse_and_store(session, group, self._write_lock)
-            )
+            outcomes = await self._store.store(parcels)
         except BaseException as exc:
             for member in group:
                 member.answer.set_exception(exc)
@@ -114,20 +177,22 @@ class GroupCommit:
             member.answer.set_result(outcome)
 
 
-def _parse_and_store(
-    session: Session, group: list[Post], write_lock: AbstractContextManager[object]
+def parse_and_store(
+    session: Session, parcels: Sequence[Parcel], write_lock: AbstractContextManager[object]
 ) -> list[Outcome]:
+    """Parse each parcel's body and store the valid batches in one transaction (`write_lock`
+    held while writing); an outcome for each, in order."""
     # Parsed here, on the turn: a burst of a thousand bodies parsed at once would each get a
     # thousandth of the CPU, and none would be stored until all were parsed.
-    parsed: list[Outcome | Batch] = []
-    for post in group:
+    parsed: list[Refusal | Batch] = []
+    for parcel in parcels:
         try:
-            parsed.append(Batch.model_validate_json(post.body))
+            parsed.append(Batch.model_validate_json(parcel.body))
         except ValidationError as exc:
-            parsed.append(exc)
+            parsed.append(Refusal(*batch_problem(exc)))
     deliveries = [
-        Delivery(post.agent_id, post.school_id, item)
-        for post, item in zip(group, parsed, strict=True)
+        Delivery(parcel.agent_id, parcel.school_id, item)
+        for parcel, item in zip(parcels, parsed, strict=True)
         if isinstance(item, Batch)
     ]
     with write_lock:

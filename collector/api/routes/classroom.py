@@ -26,9 +26,10 @@ from collector.api.errors import (
     INVALID_PAYLOAD,
     error_responses,
     payload_error,
+    store_restarted,
 )
 from collector.api.gate import ClientGone
-from collector.api.group_commit import GroupCommit, Post
+from collector.api.group_commit import GroupCommit, Post, Refusal, StoreRestarted
 from collector.api.limits import uncompressed_body
 from collector.api.post_rate import PostRate
 from collector.api.transfers import too_many
@@ -127,8 +128,10 @@ async def post_classroom_result(request: Request, school: SchoolInHeader) -> Any
         outcome = await group_commit.store(post)
     except ClientGone:
         return Response(status_code=499)
-    if isinstance(outcome, ValidationError):
-        return payload_error(outcome)
+    except StoreRestarted:
+        return store_restarted()
+    if isinstance(outcome, Refusal):
+        return JSONResponse(outcome.content, status_code=outcome.status_code)
     return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
 
 

@@ -12,20 +12,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
-from agent.wire import WIRE_VERSION, Receipt
+from agent.wire import Receipt
 from collector.api.deps import AgentDep
-from collector.api.errors import AGENT_POSTS, INVALID_PAYLOAD, error_responses, payload_error
+from collector.api.errors import AGENT_POSTS, error_responses, store_restarted
 from collector.api.gate import ClientGone
-from collector.api.group_commit import GroupCommit, Post
+from collector.api.group_commit import GroupCommit, Post, Refusal, StoreRestarted
 from collector.api.limits import uncompressed_body
 from collector.api.post_rate import PostRate
 from collector.api.transfers import too_many
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
-# Batch versions this collector reads (agent.wire.Batch.wire_version).
-ACCEPTED_WIRE_VERSIONS = (1, WIRE_VERSION)
 
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
@@ -62,29 +59,9 @@ async def post_results(request: Request, agent: AgentDep) -> Any:
     except ClientGone:
         # Nobody to answer; the agent retries the same ids, which is harmless.
         return Response(status_code=499)
-    if isinstance(outcome, ValidationError):
-        return unknown_wire_version(outcome) or payload_error(outcome)
+    except StoreRestarted:
+        return store_restarted()
+    if isinstance(outcome, Refusal):
+        return JSONResponse(outcome.content, status_code=outcome.status_code)
     # `rejected` only when there are some: agents from before it read the rest.
     return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
-
-
-def unknown_wire_version(exc: ValidationError) -> JSONResponse | None:
-    """422 naming the versions this collector accepts, when the batch's is not one of them
-    (an agent newer than its collector); None for any other problem."""
-    for err in exc.errors(include_url=False, include_input=False):
-        if tuple(err["loc"]) == ("wire_version",):
-            accepted = ", ".join(str(v) for v in ACCEPTED_WIRE_VERSIONS)
-            return JSONResponse(
-                {
-                    "detail": INVALID_PAYLOAD,
-                    "errors": [
-                        {
-                            "loc": ["wire_version"],
-                            "msg": f"unknown wire_version: this collector accepts {accepted}; "
-                            "upgrade the collector or use an agent that speaks one of these",
-                        }
-                    ],
-                },
-                status_code=422,
-            )
-    return None
