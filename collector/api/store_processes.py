@@ -43,6 +43,12 @@ from collector.store.db import make_engine, make_session_factory
 
 logger = logging.getLogger(__name__)
 
+# Store processes yield the CPU to the serving process (and to the database server beside it):
+# under 1,000 connections, with another process busy on a 2-core machine, its event loop fed
+# the store too slowly at equal priority (0.93-0.96x the throughput of 8 connections, against
+# 1.12-1.36x at niceness 5). A backlog drains as fast either way: the cores are shared only when
+# something else wants them.
+STORE_NICENESS = 5
 # How long shutdown waits for the groups in hand (a group takes well under a second).
 CLOSE_TIMEOUT_S = 10.0
 
@@ -128,6 +134,7 @@ def _start(
 ) -> None:
     global _sessions, _write_lock
     _die_with(serving_pid)
+    os.nice(STORE_NICENESS)
     # The serving process handles Ctrl-C and SIGTERM and then closes the pool, letting the
     # groups in hand finish; a store process stopped by the terminal's SIGINT would fail them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

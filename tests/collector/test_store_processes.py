@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
 from collector.api import errors
 from collector.api.group_commit import ThreadStore
-from collector.api.store_processes import ProcessStore
+from collector.api.store_processes import STORE_NICENESS, ProcessStore
 from collector.app import create_app
 from collector.localrun import free_port, wait_for_http
 from collector.settings import CollectorSettings
@@ -149,6 +149,9 @@ def test_posts_are_parsed_and_stored_by_store_processes(
         pids = collector.store.pids()
         assert pids and os.getpid() not in pids
         assert all(_alive(pid) for pid in pids)
+        # They give way to the serving process when both want the CPU.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {own + STORE_NICENESS}
         with collector.sessions() as session:
             rows = session.scalars(select(PollInterfaces.rows)).all()
             rates = session.scalars(select(InterfaceRate.in_bps)).all()
