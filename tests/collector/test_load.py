@@ -14,6 +14,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bench._common import say
 from bench.load import (
     BASELINE_CONNECTIONS,
@@ -25,6 +27,9 @@ from bench.load import (
     serve_collector,
     stored_results,
 )
+
+# Run alone by `make test`, after the rest (see the Makefile).
+pytestmark = pytest.mark.load
 
 BASELINE_SECONDS = 3
 WARM_UP_SECONDS = 2
