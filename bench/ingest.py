@@ -19,7 +19,6 @@ Run alone with ``python -m bench.ingest``.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import tempfile
 import threading
@@ -37,7 +36,13 @@ import httpx
 from sqlalchemy import Engine, Table, func, insert, select
 
 from agent.wire import AnyMeasurement, Batch, InterfaceCounters, SnmpPoll, ThroughputTest
-from bench._collector import BenchError, postgres_unreachable, start_collector, throwaway_postgres
+from bench._collector import (
+    BenchError,
+    postgres_unreachable,
+    start_collector,
+    throwaway_postgres,
+    tree_cpu_seconds,
+)
 from bench._common import LOOPBACK, Figure, say
 from collector.localrun import log_tail
 from collector.store.db import make_engine, make_session_factory
@@ -221,11 +226,6 @@ def _post(client: httpx.Client, bodies: FreshBodies, tally: _Tally) -> None:
         tally.batches += 1
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -256,7 +256,7 @@ def post_batches(
     for thread in threads:
         thread.start()
     start.wait(timeout=REQUEST_TIMEOUT_S)
-    server_cpu, client_cpu = _cpu_seconds(pid), _own_cpu_seconds()
+    server_cpu, client_cpu = tree_cpu_seconds(pid), _own_cpu_seconds()
     for thread in threads:
         thread.join()
     return HttpRun(
@@ -264,7 +264,7 @@ def post_batches(
         warm_up_batches=sum(t.batches for t in warm_ups),
         seconds=max(t.finished for t in tallies) - box[0],
         failures=tuple(f for t in warm_ups + tallies for f in t.failures),
-        server_cpu_s=_cpu_seconds(pid) - server_cpu,
+        server_cpu_s=tree_cpu_seconds(pid) - server_cpu,
         client_cpu_s=_own_cpu_seconds() - client_cpu,
     )
 
