@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 
+import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from collector.api.group_commit import Outcome, Parcel, StoreRestarted, parse_and_store
@@ -69,9 +70,11 @@ class ProcessStore:
     async def store(self, parcels: Sequence[Parcel]) -> list[Outcome]:
         pool = self._running_pool()
         try:
-            pid, outcomes = await asyncio.get_running_loop().run_in_executor(
-                pool, _store_group, list(parcels)
-            )
+            # Handed over from a thread: the executor starts its processes inside submit(), and
+            # the first one waits for the fork server to import the store (about a second), which
+            # on the event loop held up every request, /healthz included.
+            submitted = await anyio.to_thread.run_sync(pool.submit, _store_group, list(parcels))
+            pid, outcomes = await asyncio.wrap_future(submitted)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 logger.error("a store process died; starting new ones")

@@ -174,6 +174,23 @@ KILL_WHEN = [
 ]
 
 
+def test_healthz_answers_while_the_first_store_processes_start(sqlite_url: str) -> None:
+    """The first post starts the fork server, which imports the store (about a second): that
+    happens off the event loop, so /healthz answers meanwhile as it always does."""
+    with served(sqlite_url) as collector, httpx.Client() as client:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(collector.post, _polls(2).model_dump_json())
+            slowest = 0.0
+            while not first.done():
+                started = time.perf_counter()
+                assert client.get(f"{collector.server.url}/healthz").status_code == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                time.sleep(0.01)
+            assert first.result().status_code == 200
+        assert collector.store.pids()
+        assert slowest < 0.5, f"/healthz took {slowest:.2f} s while the store processes started"
+
+
 @pytest.mark.parametrize(("backend", "moment"), KILL_WHEN)
 def test_a_store_process_killed_mid_batch_answers_503_and_the_retry_stores_it_once(
     backend: str, moment: str, request: pytest.FixtureRequest
