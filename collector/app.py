@@ -92,8 +92,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         if not await app.state.rollup_job.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):
             logger.warning("the rollup job still holds a database connection; disposing anyway")
         job_engine.dispose()
-        if isinstance(app.state.group_store, ProcessStore):
-            await anyio.to_thread.run_sync(app.state.group_store.close)
+        await anyio.to_thread.run_sync(app.state.group_store.close)
         # The cancel abandons a refresh in flight; its connection must be back before the pool
         # is disposed, or it returns to the discarded pool and is left open.
         if not await app.state.board_keeper.close(timeout_s=REFRESH_SHUTDOWN_WAIT_S):

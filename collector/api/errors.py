@@ -134,7 +134,8 @@ def _named(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def payload_error(exc: ValidationError) -> JSONResponse:
     """400 for JSON that does not parse, 422 naming each bad field for anything else."""
-    return JSONResponse(*reversed(_payload_problem(exc)))
+    status_code, content = _payload_problem(exc)
+    return JSONResponse(content, status_code=status_code)
 
 
 def _payload_problem(exc: ValidationError) -> tuple[int, dict[str, Any]]:

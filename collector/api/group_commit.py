@@ -30,11 +30,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from agent.wire import Batch, Receipt
-from collector.api.errors import batch_problem
+from collector.api.errors import batch_problem, store_restarted
 from collector.api.gate import ClientGone, StoreGate
 from collector.store.ingest import Delivery, add_batches
 
@@ -78,6 +79,9 @@ class GroupStore(Protocol):
 
     async def store(self, parcels: Sequence[Parcel]) -> list[Outcome]: ...
 
+    def close(self) -> None:
+        """Let the groups in hand finish; called once, at shutdown."""
+
 
 class ThreadStore:
     """Groups parsed and stored in this process, on the gate's worker threads."""
@@ -95,13 +99,13 @@ class ThreadStore:
             lambda session: parse_and_store(session, parcels, self._write_lock)
         )
 
+    def close(self) -> None:
+        pass  # the gate's threads finish their turns before the app shuts down
+
 
 @dataclass(eq=False)
 class Post:
-    # None: a classroom test, taken in a browser with the school's classroom code.
-    agent_id: int | None
-    school_id: int
-    body: bytes
+    parcel: Parcel
     gone: Callable[[], Awaitable[bool]]
     # None: the client had gone, nothing was stored.
     answer: asyncio.Future[Outcome | None] = field(
@@ -122,6 +126,20 @@ class GroupCommit:
         self._slots = (
             asyncio.Semaphore(store.concurrency) if store.concurrency is not None else None
         )
+
+    async def answer(self, post: Post) -> Response:
+        """Store the post and answer it: its receipt (`rejected` only when there are some, so
+        that agents from before it read the rest), its 400/422, 503 if the store lost it, or
+        499 if its client left (nobody to answer; the same ids come again, harmlessly)."""
+        try:
+            outcome = await self.store(post)
+        except ClientGone:
+            return Response(status_code=499)
+        except StoreRestarted:
+            return store_restarted()
+        if isinstance(outcome, Refusal):
+            return JSONResponse(outcome.content, status_code=outcome.status_code)
+        return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
 
     async def store(self, post: Post) -> Outcome:
         """The post's receipt or validation error; raises ClientGone if its client left."""
@@ -155,20 +173,19 @@ class GroupCommit:
         size = 0
         while self._ready and len(group) < MAX_GROUP_POSTS:
             candidate = self._ready[0]
-            if group and size + len(candidate.body) > MAX_GROUP_BYTES:
+            if group and size + len(candidate.parcel.body) > MAX_GROUP_BYTES:
                 break
             self._ready.popleft()
             if await candidate.gone():
                 candidate.answer.set_result(None)
                 continue
             group.append(candidate)
-            size += len(candidate.body)
+            size += len(candidate.parcel.body)
         return group
 
     async def _store_group(self, group: list[Post]) -> None:
-        parcels = [Parcel(p.agent_id, p.school_id, p.body) for p in group]
         try:
-            outcomes = await self._store.store(parcels)
+            outcomes = await self._store.store([member.parcel for member in group])
         except BaseException as exc:
             for member in group:
                 member.answer.set_exception(exc)

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
+from multiprocessing.process import BaseProcess
 
 import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,7 +66,6 @@ class ProcessStore:
         self._context.set_forkserver_preload([__name__])
         self._serialize_writes = serialize_writes
         self._pool: ProcessPoolExecutor | None = None
-        self._pids: set[int] = set()
 
     async def store(self, parcels: Sequence[Parcel]) -> list[Outcome]:
         pool = self._running_pool()
@@ -74,32 +74,26 @@ class ProcessStore:
             # the first one waits for the fork server to import the store (about a second), which
             # on the event loop held up every request, /healthz included.
             submitted = await anyio.to_thread.run_sync(pool.submit, _store_group, list(parcels))
-            pid, outcomes = await asyncio.wrap_future(submitted)
+            return await asyncio.wrap_future(submitted)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 logger.error("a store process died; starting new ones")
                 self._pool = None
-                self._pids.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
             raise StoreRestarted("a store process died while storing this batch") from exc
-        if self._pool is pool:
-            self._pids.add(pid)
-        return outcomes
 
     def pids(self) -> set[int]:
-        """The store processes that have stored a group (none before the first post)."""
-        return set(self._pids)
+        """The store processes started so far (none before the first post)."""
+        return set(_processes(self._pool))
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Let the groups in hand finish, then stop the processes; those still at work after
         `timeout_s` are killed (their groups are rolled back, and sent again by their agents)."""
         pool, self._pool = self._pool, None
-        self._pids.clear()
         if pool is None:
             return
-        # The executor's own table of its processes (private, but there since Python 3.2): it
-        # has no shutdown with a time limit.
-        processes = list((pool._processes or {}).values())
+        # The executor has no shutdown with a time limit.
+        processes = list(_processes(pool).values())
         pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout_s
         for process in processes:
@@ -125,6 +119,11 @@ class ProcessStore:
                 ),
             )
         return self._pool
+
+
+def _processes(pool: ProcessPoolExecutor | None) -> dict[int, BaseProcess]:
+    """The executor's own table of its processes by pid: private, but there since Python 3.2."""
+    return {} if pool is None else dict(pool._processes or {})
 
 
 # A store process's own state, set by `_start`.
@@ -166,7 +165,7 @@ def _exit_when_readable(handle: int) -> None:
     os._exit(1)
 
 
-def _store_group(parcels: list[Parcel]) -> tuple[int, list[Outcome]]:
+def _store_group(parcels: list[Parcel]) -> list[Outcome]:
     assert _sessions is not None, "store process not started"
     with _sessions() as session:
-        return os.getpid(), parse_and_store(session, parcels, _write_lock)
+        return parse_and_store(session, parcels, _write_lock)

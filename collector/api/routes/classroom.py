@@ -26,10 +26,8 @@ from collector.api.errors import (
     INVALID_PAYLOAD,
     error_responses,
     payload_error,
-    store_restarted,
 )
-from collector.api.gate import ClientGone
-from collector.api.group_commit import GroupCommit, Post, Refusal, StoreRestarted
+from collector.api.group_commit import GroupCommit, Parcel, Post
 from collector.api.limits import uncompressed_body
 from collector.api.post_rate import PostRate
 from collector.api.transfers import too_many
@@ -122,17 +120,9 @@ async def post_classroom_result(request: Request, school: SchoolInHeader) -> Any
     if problems:
         return JSONResponse({"detail": INVALID_PAYLOAD, "errors": problems}, status_code=422)
     batch = Batch(measurements=[test])
-    post = Post(None, school.id, batch.model_dump_json().encode(), request.is_disconnected)
+    post = Post(Parcel(None, school.id, batch.model_dump_json().encode()), request.is_disconnected)
     group_commit: GroupCommit = request.app.state.group_commit
-    try:
-        outcome = await group_commit.store(post)
-    except ClientGone:
-        return Response(status_code=499)
-    except StoreRestarted:
-        return store_restarted()
-    if isinstance(outcome, Refusal):
-        return JSONResponse(outcome.content, status_code=outcome.status_code)
-    return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
+    return await group_commit.answer(post)
 
 
 def _not_classroom(test: ThroughputTest) -> list[dict[str, Any]]:

@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
 
 from agent.wire import Receipt
 from collector.api.deps import AgentDep
-from collector.api.errors import AGENT_POSTS, error_responses, store_restarted
-from collector.api.gate import ClientGone
-from collector.api.group_commit import GroupCommit, Post, Refusal, StoreRestarted
+from collector.api.errors import AGENT_POSTS, error_responses
+from collector.api.group_commit import GroupCommit, Parcel, Post
 from collector.api.limits import uncompressed_body
 from collector.api.post_rate import PostRate
 from collector.api.transfers import too_many
@@ -52,16 +50,6 @@ async def post_results(request: Request, agent: AgentDep) -> Any:
         if wait_s > 0:
             raise too_many(AGENT_POSTS, PostRate.retry_after_s(wait_s))
     body = await uncompressed_body(request)
-    post = Post(agent.id, agent.school_id, body, request.is_disconnected)
+    post = Post(Parcel(agent.id, agent.school_id, body), request.is_disconnected)
     group_commit: GroupCommit = request.app.state.group_commit
-    try:
-        outcome = await group_commit.store(post)
-    except ClientGone:
-        # Nobody to answer; the agent retries the same ids, which is harmless.
-        return Response(status_code=499)
-    except StoreRestarted:
-        return store_restarted()
-    if isinstance(outcome, Refusal):
-        return JSONResponse(outcome.content, status_code=outcome.status_code)
-    # `rejected` only when there are some: agents from before it read the rest.
-    return JSONResponse(outcome.model_dump(mode="json", exclude_defaults=True))
+    return await group_commit.answer(post)
