@@ -145,7 +145,9 @@ def peak_rss_bytes(pid: int) -> int | None:
     return None
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None if the
+    process has gone."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -156,7 +158,7 @@ def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants alive now (a collector: its fork server and store processes)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None:
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     tree, todo = [], [pid]
     while todo:
@@ -166,13 +168,21 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of one running process so far."""
+    fields = stat_fields(pid)
+    if fields is None:
+        raise BenchError(f"process {pid} has gone")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of `pid`'s process tree: the processes alive now, and the
     children they have reaped. A collector parses and stores in its store processes, so the
     serving process's own figure leaves most of its work out."""
     ticks = 0
     for member in process_tree(pid):
-        fields = _stat_fields(member)
+        fields = stat_fields(member)
         if fields is not None:
             ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -18,7 +18,6 @@ Run alone with ``python -m bench.agent_idle [--seconds N]`` (default 600).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,13 @@ from packaging.requirements import Requirement
 from sqlalchemy import func, select
 
 from agent.outbox import Outbox
-from bench._collector import BenchError, enroll, peak_rss_bytes, start_collector
+from bench._collector import (
+    BenchError,
+    enroll,
+    peak_rss_bytes,
+    process_cpu_seconds,
+    start_collector,
+)
 from bench._common import LOOPBACK, REPO_DIR, Figure, say
 from collector.localrun import log_tail, run_snmpsim, stop_process
 from collector.store.db import make_engine
@@ -51,11 +56,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _agent_only_python(workdir: Path) -> Path:
@@ -157,16 +157,16 @@ def measure(seconds: float, workdir: Path) -> list[Figure]:
                 raise BenchError(f"the agent stopped; log tail:\n{log_tail(log_path)}")
             started, agent_cpu, collector_cpu = (
                 time.monotonic(),
-                _cpu_s(agent.pid),
-                _cpu_s(collector.pid),
+                process_cpu_seconds(agent.pid),
+                process_cpu_seconds(collector.pid),
             )
             rss = []
             while time.monotonic() - started < seconds:
                 rss.append(_rss_mb(agent.pid))
                 time.sleep(SAMPLE_EVERY_S)
             elapsed = time.monotonic() - started
-            agent_share = (_cpu_s(agent.pid) - agent_cpu) / elapsed
-            collector_share = (_cpu_s(collector.pid) - collector_cpu) / elapsed
+            agent_share = (process_cpu_seconds(agent.pid) - agent_cpu) / elapsed
+            collector_share = (process_cpu_seconds(collector.pid) - collector_cpu) / elapsed
             peak = (peak_rss_bytes(agent.pid) or 0) / 2**20
             collector_rss = _rss_mb(collector.pid)
         finally:

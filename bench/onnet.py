@@ -41,7 +41,7 @@ from typing import Any
 
 from agent.settings import OnNetSettings
 from agent.wire import ThroughputTest
-from bench._collector import enroll
+from bench._collector import enroll, process_cpu_seconds
 from bench._common import REPO_DIR, VENV_BIN, Figure, require_tool, say
 from bench._netlink import SERVER_ADDRESS, Impairment, LinkError, TwoHostLink, unavailable
 from bench._netns_agent import TOKEN_ENV
@@ -288,18 +288,12 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_cpu_s(pid: int) -> float:
-    """utime + stime of a running process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(link: TwoHostLink, far: FarSide, impairment: Impairment, label: str) -> Case:
     link.shape(impairment)
     full = not impairment.needs_netem
-    collector_before = _process_cpu_s(far.collector_pid)
+    collector_before = process_cpu_seconds(far.collector_pid)
     onnet = onnet_run(link, far, DEFAULTS.streams_down, DEFAULTS.streams_up)
-    collector_cpu_s = _process_cpu_s(far.collector_pid) - collector_before
+    collector_cpu_s = process_cpu_seconds(far.collector_pid) - collector_before
     iperf: dict[str, IperfRun] = {}
     if require_tool("iperf3") is None:
         iperf = {"down": iperf3_run(link, download=True), "up": iperf3_run(link, download=False)}

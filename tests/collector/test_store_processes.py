@@ -23,41 +23,35 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from agent.wire import Batch, InterfaceCounters, SnmpPoll, ThroughputTest
+from bench._collector import process_cpu_seconds, process_tree, stat_fields
 from collector.api import errors
 from collector.api.group_commit import ThreadStore
 from collector.api.store_processes import STORE_NICENESS, ProcessStore
-from collector.app import create_app
 from collector.localrun import free_port, wait_for_http
-from collector.settings import CollectorSettings
 from collector.store.db import make_engine, make_session_factory
 from collector.store.interface_rows import unpack_interfaces
 from collector.store.migrate import upgrade_to_head
 from collector.store.models import InterfaceRate, Measurement, PollInterfaces
 from collector.store.queries import create_school, enroll_agent
-from tests.fixtures.collector import TEST_READINESS_REFRESH_S, ServerThread
+from tests.fixtures.collector import RunningCollector, run_collector
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# A store process counts as busy once its CPU time has moved by two clock ticks or more.
+BUSY_S = 1.5 / os.sysconf("SC_CLK_TCK")
 
 
 class Served:
-    """A collector serving in a thread, with its app at hand to look at its store."""
+    """A running collector with an agent of its own, and its store at hand."""
 
-    def __init__(self, database_url: str, **overrides: object) -> None:
-        upgrade_to_head(database_url)
-        self.settings = CollectorSettings(
-            database_url=database_url,
-            host="127.0.0.1",
-            port=0,
-            readiness_refresh_s=TEST_READINESS_REFRESH_S,
-            **overrides,  # type: ignore[arg-type]
-        )
-        self.app: FastAPI = create_app(self.settings)
-        self.server = ServerThread(lambda: self.app, self.settings)
-        self._engine = make_engine(database_url)
-        self.sessions = make_session_factory(self._engine)
-        with self.sessions() as session:
-            school = create_school(session=session, name="Lincoln", students=450, staff=50)
-            _, self.token = enroll_agent(session=session, school_id=school.id, name="closet-pi")
+    def __init__(self, collector: RunningCollector) -> None:
+        self.server = collector.server
+        self.sessions = collector.sessions
+        self.token = collector.enroll(collector.add_school())
+
+    @property
+    def app(self) -> FastAPI:
+        assert isinstance(self.server.app, FastAPI)
+        return self.server.app
 
     @property
     def store(self) -> ProcessStore:
@@ -77,19 +71,11 @@ class Served:
         with self.sessions() as session:
             return session.scalar(select(func.count()).select_from(Measurement)) or 0
 
-    def close(self) -> None:
-        self.server.stop()
-        self._engine.dispose()
-
 
 @contextmanager
 def served(database_url: str, **overrides: object) -> Iterator[Served]:
-    collector = Served(database_url, **overrides)
-    collector.server.start()
-    try:
-        yield collector
-    finally:
-        collector.close()
+    with run_collector(database_url, **overrides) as collector:
+        yield Served(collector)
 
 
 def _polls(count: int, ports: int = 48, start: datetime | None = None) -> Batch:
@@ -121,18 +107,9 @@ def _polls(count: int, ports: int = 48, start: datetime | None = None) -> Batch:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     # A killed child not yet reaped by its parent is a zombie: gone for our purposes.
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
-
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -205,7 +182,7 @@ def test_a_store_process_killed_mid_batch_answers_503_and_the_retry_stores_it_on
             batch = _polls(600, ports=96)
             body = batch.model_dump_json()
             pids = collector.store.pids()
-            ticks = {pid: _cpu_ticks(pid) for pid in pids}
+            cpu_s = {pid: process_cpu_seconds(pid) for pid in pids}
             wal_before = wal.stat().st_size if moment == "writing" else 0
 
             with ThreadPoolExecutor(1) as pool:
@@ -215,7 +192,7 @@ def test_a_store_process_killed_mid_batch_answers_503_and_the_retry_stores_it_on
                     if moment == "writing":
                         at_work = wal.stat().st_size > wal_before
                     else:
-                        at_work = any(_cpu_ticks(pid) > ticks[pid] + 1 for pid in pids)
+                        at_work = any(process_cpu_seconds(p) > cpu_s[p] + BUSY_S for p in pids)
                     if at_work:
                         for pid in pids:
                             os.kill(pid, signal.SIGKILL)
@@ -281,24 +258,6 @@ def test_many_agents_posting_at_once_on_sqlite_are_all_stored(sqlite_url: str) -
         assert len(collector.store.pids()) == 2
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, set[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, set()).add(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), set()):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def test_store_processes_die_with_a_killed_server(sqlite_url: str, tmp_path: Path) -> None:
     """`kill -9` of `serve` leaves no store process (nor the fork server) behind, holding a
     database connection and waiting for work that never comes."""
@@ -325,7 +284,7 @@ def test_store_processes_die_with_a_killed_server(sqlite_url: str, tmp_path: Pat
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
-        helpers = _descendants(server.pid)
+        helpers = set(process_tree(server.pid)) - {server.pid}
         assert len(helpers) >= 2  # the fork server and at least one store process
     finally:
         server.kill()
