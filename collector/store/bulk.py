@@ -65,8 +65,11 @@ def _copy(connection: Connection, table: Table, names: Sequence[str], rows: Sequ
         with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(values(row))
-    except psycopg.IntegrityError as exc:
+    except (psycopg.IntegrityError, psycopg.errors.DeadlockDetected) as exc:
         # As SQLAlchemy would have raised it: callers retry a batch that raced its own retry.
+        # Two transactions inserting the same keys in different orders wait on each other's
+        # unique-index check, and PostgreSQL fails one with a deadlock: the same collision,
+        # retried the same way (seen with two store processes storing overlapping retries).
         raise IntegrityError(statement, None, exc) from exc
 
 
