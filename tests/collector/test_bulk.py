@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
+import psycopg
 import pytest
 from sqlalchemy import Table, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from collector.store.bulk import insert_rows
 from collector.store.db import make_engine
@@ -72,3 +76,46 @@ def test_remembered_times_depend_on_the_instant_alone() -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="naive"):
             _sqlite_utc_text(datetime(2026, 12, 4, 7, 25, 37))
+
+
+@pytest.mark.postgres
+def test_crossed_inserts_of_the_same_ids_fail_one_side_as_a_collision(postgres_url: str) -> None:
+    """Two transactions inserting ids x and y in opposite orders deadlock on the primary key's
+    uniqueness check; PostgreSQL fails one of them, and the bulk path says IntegrityError, the
+    collision that ingest rolls back and retries."""
+    upgrade_to_head(postgres_url)
+    engine = make_engine(postgres_url, workers=2)
+    measurements = cast(Table, Measurement.__table__)
+    columns = ("id", "school_id", "kind", "measured_at", "received_at")
+    at = datetime.now(UTC)
+    x, y = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as connection:
+        connection.execute(insert(School), [{"id": 1, "name": "L", "students": 1, "staff": 1}])
+    first, second = engine.connect(), engine.connect()
+    try:
+        insert_rows(first, measurements, columns, [(x, 1, "latency", at, at)])
+        insert_rows(second, measurements, columns, [(y, 1, "latency", at, at)])
+        with ThreadPoolExecutor(1) as pool:
+            crossing = pool.submit(
+                insert_rows, first, measurements, columns, [(y, 1, "latency", at, at)]
+            )
+            time.sleep(0.5)  # the first now waits for the second's y
+            outcomes: list[BaseException | None] = []
+            try:
+                insert_rows(second, measurements, columns, [(x, 1, "latency", at, at)])
+                outcomes.append(None)
+            except IntegrityError as exc:
+                outcomes.append(exc)
+                second.rollback()
+            try:
+                crossing.result(timeout=30)
+                outcomes.append(None)
+            except IntegrityError as exc:
+                outcomes.append(exc)
+        failed = [o for o in outcomes if o is not None]
+        assert len(failed) == 1
+        assert isinstance(failed[0].orig, psycopg.errors.DeadlockDetected)
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
